@@ -1,0 +1,122 @@
+"""Starting, watching and stopping the component processes.
+
+Components are spawned with `os.posix_spawn` in a session of their own, not with
+`subprocess.Popen`: they must outlive the `python -m scorefleet.dev up` that started them,
+and a Popen object collected while its child runs emits a ResourceWarning, which the test
+suite turns into an error. The price is reaping: a component that dies while its starter
+(e.g. the pytest process) lives stays a zombie, so liveness reads /proc/<pid>/stat and reaps.
+
+A pid in a stale state file may have been reused by an unrelated process, so nothing is
+signalled unless its command line still names the binary we started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (closed again before the caller binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: all sockets stay open until all are chosen."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def spawn(argv: Sequence[str], log: Path) -> int:
+    """Start argv detached (own session), stdout+stderr appended to log; returns the pid."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        # Every path in argv is absolute, so the inherited working directory does not matter.
+        return os.posix_spawn(
+            argv[0],
+            list(argv),
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, fd, 1),
+                (os.POSIX_SPAWN_DUP2, fd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(fd)
+        os.close(devnull)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter state from /proc/<pid>/stat, or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is parenthesised and may hold spaces: the state follows the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_running(pid: int, binary: str | None = None) -> bool:
+    """True if pid is a live (non-zombie) process, running `binary` when given."""
+    if pid <= 0:
+        return False
+    _reap(pid)
+    state = _state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    if binary is None:
+        return True
+    argv = cmdline(pid)
+    return bool(argv) and argv[0] == binary
+
+
+def terminate(pid: int, binary: str | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group, wait, then SIGKILL; a no-op for a dead or reused pid."""
+    if not is_running(pid, binary):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # Each component leads its own session (setsid), so its pgid is its pid.
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not is_running(pid):
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"process {pid} survived SIGKILL")
