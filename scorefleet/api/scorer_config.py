@@ -9,21 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from scorefleet.api.common import CamelModel
 
 Track = Literal["stable", "candidate"]
 
-
-class CamelModel(BaseModel):
-    """Base for every wire model: camelCase aliases, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
+__all__ = ["BatchingConfig", "CamelModel", "ModelRef", "ScorerConfig", "ShadowScoringConfig",
+           "Track"]
 
 
 class ModelRef(CamelModel):

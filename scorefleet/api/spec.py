@@ -1,0 +1,226 @@
+"""The ScoringPipeline spec: what users write and `kubectl apply`.
+
+Every field's bounds live here; cross-field invariants are CEL rules (``x-kubernetes-validations``)
+attached to the model that holds both fields, so the API server rejects a bad pipeline with a
+message naming the field before the operator ever sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from scorefleet.api.common import CamelModel, Duration, Quantity
+from scorefleet.api.scorer_config import BatchingConfig, ModelRef
+
+DEFAULT_SCORER_IMAGE = "ghcr.io/scorefleet/scorer:0.1.0"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """One CEL validation rule as Kubernetes expects it in x-kubernetes-validations."""
+    out: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def rules(*items: dict[str, Any]) -> dict[str, Any]:
+    """json_schema_extra carrying CEL rules for a model."""
+    return {"x-kubernetes-validations": list(items)}
+
+
+class EnvVar(CamelModel):
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    value: str = Field(default="", max_length=32768)
+
+
+class Resources(CamelModel):
+    """Compute resources of one scorer container (same shape as a Pod's resources)."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=16)
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=16)
+
+
+class ScorerSpec(CamelModel):
+    """The scorer fleet: image, ports, batching and process layout of every scorer pod."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.port != self.metricsPort", "metricsPort must differ from port",
+            ".metricsPort"),
+        cel("self.batching.maxBatchSize <= self.batching.maxQueueSize",
+            "batching.maxBatchSize must not exceed batching.maxQueueSize",
+            ".batching.maxBatchSize"),
+    )}
+
+    image: str = Field(default=DEFAULT_SCORER_IMAGE, min_length=1, max_length=512)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    port: int = Field(default=9000, ge=1024, le=65535, description="gRPC port.")
+    metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Prometheus port.")
+    resources: Resources = Field(
+        default=Resources(requests={"cpu": "1", "memory": "512Mi"}, limits={"memory": "1Gi"}),
+    )
+    batching: BatchingConfig = BatchingConfig()
+    workers: int = Field(default=0, ge=0, le=64,
+                         description="Server processes per pod; 0 = one per CPU.")
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    drain_delay: Duration = Field(default="5s",
+                                  description="NOT_SERVING this long before refusing RPCs.")
+    grace_period: Duration = Field(default="20s",
+                                   description="Longest in-flight RPCs may take at stop.")
+    max_connection_age: Duration = Field(
+        default="5m", description="Close client connections after this age to rebalance.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+
+
+class ScalingBehavior(CamelModel):
+    """How fast one direction may move; an unset field takes that direction's default."""
+
+    stabilization_window: Duration | None = Field(
+        default=None, description="Recommendations within this window are pooled before acting.")
+    max_step_percent: int | None = Field(
+        default=None, ge=1, le=1000, description="Most replicas added/removed per step, in %.")
+    max_step_pods: int | None = Field(
+        default=None, ge=1, le=1000, description="Most replicas added/removed per step.")
+
+
+class ScalingSpec(CamelModel):
+    """Replica bounds and how fast each track may grow or shrink to hold the SLO."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.minReplicas <= self.maxReplicas",
+            "minReplicas must be less than or equal to maxReplicas", ".minReplicas"),
+    )}
+
+    min_replicas: int = Field(default=2, ge=1, le=1000)
+    max_replicas: int = Field(default=10, ge=1, le=1000)
+    target_qps_per_replica: float | None = Field(
+        default=None, alias="targetQPSPerReplica", gt=0, le=1e7,
+        description="Optional fixed capacity hint; otherwise learned from measured latency.")
+    scale_up: ScalingBehavior = ScalingBehavior(
+        stabilization_window="0s", max_step_percent=100, max_step_pods=4)
+    scale_down: ScalingBehavior = ScalingBehavior(
+        stabilization_window="5m", max_step_percent=10, max_step_pods=2)
+
+
+class SLOSpec(CamelModel):
+    """The service-level objective every track is scaled and judged against."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("duration(self.p99Latency) > duration('0s')", "p99Latency must be positive",
+            ".p99Latency"),
+    )}
+
+    p99_latency: Duration = Field(default="25ms", description="Target p99 server latency.")
+    max_error_rate: float = Field(default=0.001, ge=0.0, le=1.0,
+                                  description="Largest tolerated fraction of failed requests.")
+
+
+class CanaryStep(CamelModel):
+    """Send `weight`% of traffic to the candidate, then pause for a duration or a manual gate."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("!(has(self.pause) && self.manualGate)",
+            "a step either pauses for a duration or waits at a manual gate, not both",
+            ".manualGate"),
+    )}
+
+    weight: int = Field(ge=1, le=100, description="Candidate traffic share in percent.")
+    pause: Duration | None = Field(default=None,
+                                   description="Analyse this long before the next step.")
+    manual_gate: bool = Field(default=False,
+                              description="Wait for `scorefleet promote` after analysis.")
+
+
+class CanarySpec(CamelModel):
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.steps.map(s, s.weight).isSorted() && "
+            "self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight))",
+            "steps[].weight must be strictly increasing", ".steps"),
+    )}
+
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [CanaryStep(weight=5, pause="2m"),
+                                 CanaryStep(weight=25, pause="5m"),
+                                 CanaryStep(weight=50, pause="5m")],
+        min_length=1, max_length=20)
+
+
+class ShadowSpec(CamelModel):
+    """The candidate scores a sample of live requests beside the stable model, off-path."""
+
+    sample_rate: float = Field(default=0.1, gt=0.0, le=1.0,
+                               description="Fraction of requests also scored by the candidate.")
+    duration: Duration = Field(default="30m", description="Shortest shadow phase.")
+    min_samples: int = Field(default=10000, ge=1, le=1_000_000_000,
+                             description="Paired scores needed before a verdict.")
+    min_agreement: float = Field(default=0.99, ge=0.0, le=1.0,
+                                 description="Least fraction of pairs with the same decision.")
+    max_score_drift: float = Field(default=0.1, ge=0.0, le=10.0,
+                                   description="Largest population stability index of scores.")
+    max_cpu_fraction: float = Field(default=0.25, gt=0.0, le=1.0,
+                                    description="Share of scorer CPU the shadow may use.")
+
+
+class AnalysisSpec(CamelModel):
+    """How each canary step is judged; limits are absolute or relative to the stable track."""
+
+    interval: Duration = Field(default="1m")
+    min_request_count: int = Field(default=200, ge=1, le=1_000_000_000,
+                                   description="Fewer candidate requests is Inconclusive.")
+    failure_limit: int = Field(default=2, ge=1, le=100,
+                               description="Failed checks before rollback.")
+    inconclusive_limit: int = Field(default=3, ge=1, le=100,
+                                    description="Inconclusive checks before the rollout pauses.")
+    max_p99_latency: Duration | None = Field(
+        default=None, description="Absolute p99 limit; defaults to slo.p99Latency.")
+    max_p99_latency_ratio: float | None = Field(
+        default=1.2, ge=1.0, le=100.0, description="Candidate p99 / stable p99 limit.")
+    max_error_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Absolute limit; defaults to slo.maxErrorRate.")
+    max_error_rate_increase: float | None = Field(
+        default=0.001, ge=0.0, le=1.0, description="Candidate minus stable error rate limit.")
+
+
+class ParentRef(CamelModel):
+    """A Gateway API parent (usually a Gateway) the GRPCRoute attaches to."""
+
+    group: str = Field(default="gateway.networking.k8s.io", max_length=253)
+    kind: str = Field(default="Gateway", min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, min_length=1, max_length=63)
+    section_name: str | None = Field(default=None, min_length=1, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class GRPCRouteSpec(CamelModel):
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=32)
+    hostnames: list[str] = Field(default_factory=list, max_length=16)
+
+
+class RouterSpec(CamelModel):
+    """How canary weight becomes request share: a weighted GRPCRoute, or replica ratio."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.type != 'GRPCRoute' || has(self.grpcRoute)",
+            "grpcRoute is required when type is GRPCRoute", ".grpcRoute"),
+    )}
+
+    type: Literal["GRPCRoute", "Replicas"] = "Replicas"
+    grpc_route: GRPCRouteSpec | None = Field(default=None, alias="grpcRoute")
+
+
+class RolloutSpec(CamelModel):
+    strategy: Literal["Canary", "Shadow", "ShadowThenCanary"] = "Canary"
+    canary: CanarySpec = CanarySpec()
+    shadow: ShadowSpec = ShadowSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
+    router: RouterSpec = RouterSpec()
+
+
+class PipelineSpec(CamelModel):
+    model: ModelRef
+    scorer: ScorerSpec = ScorerSpec()
+    scaling: ScalingSpec = ScalingSpec()
+    slo: SLOSpec = SLOSpec()
+    rollout: RolloutSpec = RolloutSpec()

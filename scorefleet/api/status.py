@@ -1,0 +1,114 @@
+"""The ScoringPipeline status: what the operator measured and decided, for humans and tools.
+
+Every verdict carries the measured value beside the threshold it was judged against, so
+`kubectl get -o yaml` answers "why" without a dashboard.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from scorefleet.api.common import CamelModel
+
+Phase = Literal["Pending", "Ready", "Progressing", "Paused", "Degraded", "Failed"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+CheckResult = Literal["Successful", "Failed", "Inconclusive"]
+
+
+class Condition(CamelModel):
+    """A standard Kubernetes condition (metav1.Condition shape)."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: ConditionStatus
+    reason: str = Field(min_length=1, max_length=1024,
+                        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(description="RFC 3339 time the status last changed.")
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class ModelIdentity(CamelModel):
+    """What makes two models the same model: name, version, digest and decision threshold."""
+
+    name: str
+    version: str
+    uri: str
+    sha256: str | None = None
+    threshold: float
+
+
+class TrackReplicas(CamelModel):
+    desired: int = Field(ge=0)
+    ready: int = Field(ge=0)
+
+
+class ReplicaStatus(CamelModel):
+    stable: TrackReplicas | None = None
+    candidate: TrackReplicas | None = None
+
+
+class TrackMetrics(CamelModel):
+    """One track's last measurement; None where Prometheus had no data."""
+
+    qps: float | None = None
+    p99_latency_ms: float | None = None
+    error_rate: float | None = None
+
+
+class MeasuredMetrics(CamelModel):
+    measured_at: str
+    stable: TrackMetrics | None = None
+    candidate: TrackMetrics | None = None
+
+
+class CanaryStatus(CamelModel):
+    step: int = Field(ge=0, description="Index into spec.rollout.canary.steps.")
+    weight: int = Field(ge=0, le=100, description="Candidate traffic share now, in percent.")
+    step_started_at: str | None = None
+    awaiting_promotion: bool = Field(default=False, description="Waiting at a manual gate.")
+
+
+class AnalysisCheck(CamelModel):
+    """One metric judged at one analysis interval: measured value beside its threshold."""
+
+    metric: str
+    result: CheckResult
+    measured: float | None = None
+    threshold: float | None = None
+    comparator: Literal["<=", ">="] = "<="
+    message: str = ""
+
+
+class AnalysisStatus(CamelModel):
+    successes: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+    inconclusive: int = Field(default=0, ge=0)
+    last_run_at: str | None = None
+    checks: list[AnalysisCheck] = Field(default_factory=list, max_length=32)
+
+
+class ShadowStatus(CamelModel):
+    """Paired comparison of candidate and stable scores on the same requests."""
+
+    started_at: str | None = None
+    samples: int = Field(default=0, ge=0)
+    agreement: float | None = None
+    score_drift: float | None = None
+    checks: list[AnalysisCheck] = Field(default_factory=list, max_length=32)
+
+
+class PipelineStatus(CamelModel):
+    observed_generation: int | None = Field(default=None, ge=0)
+    phase: Phase = "Pending"
+    message: str = ""
+    stable: ModelIdentity | None = None
+    candidate: ModelIdentity | None = None
+    canary: CanaryStatus | None = None
+    shadow: ShadowStatus | None = None
+    analysis: AnalysisStatus | None = None
+    replicas: ReplicaStatus = ReplicaStatus()
+    ready_replicas: int = Field(default=0, ge=0, description="Ready scorer pods, all tracks.")
+    metrics: MeasuredMetrics | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)

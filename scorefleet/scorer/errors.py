@@ -1,0 +1,43 @@
+"""Errors a scoring call can end with, each carrying its gRPC status code.
+
+The servicers turn these into ``context.abort(code, message)`` and count them by code; anything
+else escaping a handler is a bug and is reported as INTERNAL.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ScoringError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ScoringError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ScoringError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Shed(ScoringError):
+    """The bounded queue is full: fail fast so the client can retry elsewhere."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Expired(ScoringError):
+    """The caller's deadline passed while queued; scoring it would waste the CPU."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(ScoringError):
+    """No model loaded yet, or the server is draining."""
+
+    code = grpc.StatusCode.UNAVAILABLE
