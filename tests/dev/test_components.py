@@ -1,0 +1,74 @@
+"""Component command lines and the kwok Node manifests (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from scorefleet.dev import bootstrap, components
+from scorefleet.dev.components import START_ORDER, Layout, Ports
+
+PORTS = Ports(2379, 2380, 6443, 10257, 10259, 10247)
+LAY = Layout(Path("/state"))
+
+
+def _argv(name: str) -> list[str]:
+    return components.args(name, Path(f"/bin/{name}"), LAY, PORTS)
+
+
+def test_every_listener_is_on_loopback() -> None:
+    for name in START_ORDER:
+        argv = _argv(name)
+        assert argv[0] == f"/bin/{name}"
+        for arg in argv[1:]:
+            assert "=0.0.0.0" not in arg
+            if "://" in arg or "address=" in arg:
+                assert "127.0.0.1" in arg, arg
+
+
+def test_etcd_skips_fsync_and_apiserver_uses_it() -> None:
+    assert "--unsafe-no-fsync" in _argv("etcd")
+    assert "--etcd-servers=http://127.0.0.1:2379" in _argv("kube-apiserver")
+
+
+def test_apiserver_has_rbac_client_ca_and_service_account_keys() -> None:
+    argv = _argv("kube-apiserver")
+    assert "--authorization-mode=RBAC" in argv
+    assert "--client-ca-file=/state/pki/ca.crt" in argv
+    assert "--service-account-issuer=https://127.0.0.1:6443/" in argv
+    assert "--service-account-signing-key-file=/state/pki/sa.key" in argv
+    assert "--secure-port=6443" in argv
+    assert not any(a.startswith("--disable-admission-plugins") for a in argv)
+
+
+def test_controllers_and_scheduler_do_not_leader_elect() -> None:
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        argv = _argv(name)
+        assert "--leader-elect=false" in argv
+        assert "--kubeconfig=/state/kubeconfig" in argv
+    assert "--root-ca-file=/state/pki/ca.crt" in _argv("kube-controller-manager")
+
+
+def test_kwok_manages_all_nodes_and_serves_on_loopback() -> None:
+    argv = _argv("kwok")
+    assert "--manage-all-nodes=true" in argv
+    assert "--server-address=127.0.0.1:10247" in argv
+
+
+def test_health_endpoints() -> None:
+    assert components.health("kube-apiserver", PORTS).url == "https://127.0.0.1:6443/readyz"
+    assert components.health("kube-apiserver", PORTS).authenticated
+    assert components.health("etcd", PORTS).url == "http://127.0.0.1:2379/health"
+    assert not components.health("kube-scheduler", PORTS).authenticated
+
+
+def test_nodes_are_untainted_and_have_the_allocatable_asked_for() -> None:
+    docs = list(yaml.safe_load_all(bootstrap.nodes_yaml()))
+    assert [d["metadata"]["name"] for d in docs] == list(bootstrap.NODE_NAMES)
+    for node in docs:
+        assert node["kind"] == "Node"
+        assert "taints" not in node["spec"]
+        assert node["status"]["allocatable"]["cpu"] == "32"
+        assert node["status"]["allocatable"]["memory"] == "256Gi"
+        assert node["status"]["capacity"] == node["status"]["allocatable"]
