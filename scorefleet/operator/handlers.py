@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESENT
 
 from scorefleet.api import pipeline as p
 from scorefleet.operator import naming as n
 from scorefleet.operator.kube import Kube
 from scorefleet.operator.reconcile import reconcile
 
-_OWNED: dict[str, str | kopf.MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY, n.LABEL_PIPELINE: kopf.PRESENT}
+_OWNED: dict[str, str | MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY, n.LABEL_PIPELINE: kopf.PRESENT}
 
 
 @kopf.on.startup()
