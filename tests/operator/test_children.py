@@ -1,0 +1,106 @@
+"""The child plan is a pure function of the pipeline."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scorefleet.api.pipeline import ScoringPipeline
+from scorefleet.api.scorer_config import ScorerConfig
+from scorefleet.operator import naming as n
+from scorefleet.operator.children import (
+    TrackPlan,
+    child_key,
+    parse_quantity,
+    plan_children,
+    scorer_workers,
+)
+from tests.operator.conftest import make_pipeline
+
+
+def _plan(p: ScoringPipeline, replicas: int = 2) -> dict[tuple[str, str], dict]:  # type: ignore[type-arg]
+    tracks = [TrackPlan(track="stable", model=p.spec.model, replicas=replicas)]
+    return {child_key(m): m for m in plan_children(p, tracks)}
+
+
+def test_stable_track_children(pipeline: ScoringPipeline) -> None:
+    plan = _plan(pipeline)
+    assert set(plan) == {("ConfigMap", "phish-stable"), ("Deployment", "phish-stable"),
+                         ("Service", "phish"), ("Service", "phish-headless")}
+    for m in plan.values():
+        ref = m["metadata"]["ownerReferences"][0]
+        assert ref == {"apiVersion": "scorefleet.io/v1alpha1", "kind": "ScoringPipeline",
+                       "name": "phish", "uid": "uid-1", "controller": True,
+                       "blockOwnerDeletion": True}
+        assert m["metadata"]["namespace"] == "fraud"
+        assert m["metadata"]["labels"][n.LABEL_PIPELINE] == "phish"
+
+
+def test_deployment_runs_the_scorer_with_its_config(pipeline: ScoringPipeline) -> None:
+    dep = _plan(pipeline, replicas=3)[("Deployment", "phish-stable")]
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"]["matchLabels"] == {n.LABEL_PIPELINE: "phish",
+                                                      n.LABEL_TRACK: "stable"}
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["labels"][n.LABEL_TRACK] == "stable"
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["--config", "/etc/scorefleet/config.yaml"]
+    assert container["readinessProbe"]["grpc"]["port"] == 9000
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == "phish-stable"
+    # drain 5s + grace 20s + slack
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 30
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_config_map_holds_a_valid_scorer_config() -> None:
+    p = make_pipeline({"scorer": {"batching": {"maxBatchSize": 128}, "drainDelay": "2s",
+                                  "resources": {"requests": {"cpu": "1500m"}}}})
+    cm = _plan(p)[("ConfigMap", "phish-stable")]
+    config = ScorerConfig.model_validate(yaml.safe_load(cm["data"]["config.yaml"]))
+    assert config.pipeline == "phish"
+    assert config.track == "stable"
+    assert config.model.version == "v1"
+    assert config.model.threshold == 0.8
+    assert config.batching.max_batch_size == 128
+    assert config.drain_delay_seconds == 2.0
+    assert config.workers == 2  # ceil(1.5 CPU)
+
+
+def test_services_select_every_track() -> None:
+    plan = _plan(make_pipeline())
+    svc, headless = plan[("Service", "phish")], plan[("Service", "phish-headless")]
+    assert svc["spec"]["selector"] == {n.LABEL_PIPELINE: "phish"}
+    assert headless["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["ports"][0]["appProtocol"] == "kubernetes.io/h2c"
+
+
+def test_config_maps_come_before_deployments(pipeline: ScoringPipeline) -> None:
+    kinds = [m["kind"] for m in plan_children(
+        pipeline, [TrackPlan("stable", pipeline.spec.model, 2)])]
+    assert kinds.index("ConfigMap") < kinds.index("Deployment")
+
+
+def test_plan_is_deterministic(pipeline: ScoringPipeline) -> None:
+    assert _plan(pipeline) == _plan(pipeline)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("500m", Decimal("0.5")), ("2", Decimal(2)), ("1Gi", Decimal(2**30)),
+    ("1.5", Decimal("1.5")), ("1e3", Decimal(1000)), ("100k", Decimal(100000)),
+])
+def test_parse_quantity(text: str, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+@given(st.integers(min_value=1, max_value=64000))
+def test_workers_follow_cpu_request(millicores: int) -> None:
+    p = make_pipeline({"scorer": {"resources": {"requests": {"cpu": f"{millicores}m"}}}})
+    assert scorer_workers(p) == -(-millicores // 1000)
+
+
+def test_explicit_workers_win() -> None:
+    assert scorer_workers(make_pipeline({"scorer": {"workers": 3}})) == 3

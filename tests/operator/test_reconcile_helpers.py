@@ -1,0 +1,35 @@
+"""Pure helpers of the reconcile loop."""
+
+from __future__ import annotations
+
+from scorefleet.operator.reconcile import _with_removals, deployment_state, same_object
+
+
+def test_same_object_ignores_what_is_not_ours() -> None:
+    live = {"metadata": {"labels": {"a": "1"}, "resourceVersion": "9", "managedFields": [1]},
+            "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    preview = {"metadata": {"labels": {"a": "1"}, "resourceVersion": "10"},
+               "spec": {"replicas": 2}, "status": {}}
+    assert same_object(preview, live)
+    assert not same_object({**preview, "spec": {"replicas": 3}}, live)
+    assert not same_object({**preview, "metadata": {"labels": {"a": "2"}}}, live)
+
+
+def test_merge_patch_nulls_vanished_keys_at_depth() -> None:
+    old = {"phase": "Ready", "canary": {"weight": 5}, "replicas": {"stable": {}, "candidate": {}}}
+    new = {"phase": "Ready", "replicas": {"stable": {}}}
+    assert _with_removals(old, new) == {"phase": "Ready", "canary": None,
+                                        "replicas": {"stable": {}, "candidate": None}}
+
+
+def test_deployment_state_reads_status() -> None:
+    obj = {"metadata": {"generation": 4}, "spec": {"replicas": 3},
+           "status": {"observedGeneration": 4, "updatedReplicas": 3, "readyReplicas": 2,
+                      "availableReplicas": 2, "conditions": [
+                          {"type": "Progressing", "status": "False",
+                           "reason": "ProgressDeadlineExceeded"}]}}
+    state = deployment_state(obj)
+    assert state is not None
+    assert (state.desired, state.ready, state.deadline_exceeded) == (3, 2, True)
+    assert not state.rolled_out
+    assert deployment_state(None) is None
