@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", required=True,
                         help="path of the ScorerConfig YAML file; watched and reloaded on change")
+    parser.add_argument("--host", default=os.environ.get("SCOREFLEET_HOST", "0.0.0.0"),
+                        help="address the gRPC and metrics servers bind (default 0.0.0.0, or "
+                             "$SCOREFLEET_HOST); ports come from the config")
     parser.add_argument("--log-level", default=os.environ.get("SCOREFLEET_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level (default INFO, or $SCOREFLEET_LOG_LEVEL)")
@@ -35,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
     )
     from scorefleet.scorer.server import serve  # after logging, so import-time logs are formatted
 
-    return serve(args.config)
+    return serve(args.config, host=args.host, log_level=args.log_level)

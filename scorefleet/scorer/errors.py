@@ -15,14 +15,25 @@ class ScoringError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Events in the failed RPC, when known, for scorefleet_events_total{code}.
+        self.events = 0
 
 
 class InvalidInput(ScoringError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        # Short, bounded label value for scorefleet_invalid_requests_total{reason}.
+        self.reason = reason
+
 
 class NotFound(ScoringError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class Internal(ScoringError):
+    code = grpc.StatusCode.INTERNAL
 
 
 class Shed(ScoringError):

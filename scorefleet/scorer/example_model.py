@@ -23,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -197,7 +198,7 @@ def to_onnx(base: float, trees: list[Tree], version: str) -> bytes:
     """TreeEnsembleRegressor (ai.onnx.ml v3) -> Sigmoid -> flatten to [N]."""
     from onnx import TensorProto, helper
 
-    attrs: dict[str, list[int] | list[float] | list[str]] = {
+    attrs: Any = {
         k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values",
                         "nodes_modes", "nodes_truenodeids", "nodes_falsenodeids",
                         "target_treeids", "target_nodeids", "target_ids", "target_weights")
@@ -205,18 +206,18 @@ def to_onnx(base: float, trees: list[Tree], version: str) -> bytes:
     for tid, t in enumerate(trees):
         for nid, feat in enumerate(t.feature):
             leaf = feat < 0
-            attrs["nodes_treeids"].append(tid)  # type: ignore[arg-type]
-            attrs["nodes_nodeids"].append(nid)  # type: ignore[arg-type]
-            attrs["nodes_featureids"].append(max(feat, 0))  # type: ignore[arg-type]
-            attrs["nodes_values"].append(t.threshold[nid])  # type: ignore[arg-type]
-            attrs["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")  # type: ignore[arg-type]
-            attrs["nodes_truenodeids"].append(0 if leaf else t.left[nid])  # type: ignore[arg-type]
-            attrs["nodes_falsenodeids"].append(0 if leaf else t.right[nid])  # type: ignore[arg-type]
+            attrs["nodes_treeids"].append(tid)
+            attrs["nodes_nodeids"].append(nid)
+            attrs["nodes_featureids"].append(max(feat, 0))
+            attrs["nodes_values"].append(t.threshold[nid])
+            attrs["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")
+            attrs["nodes_truenodeids"].append(0 if leaf else t.left[nid])
+            attrs["nodes_falsenodeids"].append(0 if leaf else t.right[nid])
             if leaf:
-                attrs["target_treeids"].append(tid)  # type: ignore[arg-type]
-                attrs["target_nodeids"].append(nid)  # type: ignore[arg-type]
-                attrs["target_ids"].append(0)  # type: ignore[arg-type]
-                attrs["target_weights"].append(t.value[nid])  # type: ignore[arg-type]
+                attrs["target_treeids"].append(tid)
+                attrs["target_nodeids"].append(nid)
+                attrs["target_ids"].append(0)
+                attrs["target_weights"].append(t.value[nid])
     ensemble = helper.make_node("TreeEnsembleRegressor", [INPUT_NAME], ["margin"],
                                 domain="ai.onnx.ml", n_targets=1, base_values=[base],
                                 aggregate_function="SUM", post_transform="NONE", **attrs)

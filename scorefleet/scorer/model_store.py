@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,11 @@ class LoadedModel:
     @property
     def threshold(self) -> float:
         return self.ref.threshold
+
+    @cached_property
+    def threshold32(self) -> float:
+        """The threshold rounded to float32, so a Python float score compares like numpy."""
+        return float(np.float32(self.ref.threshold))
 
     def run(self, x: FloatArray) -> FloatArray:
         """Scores for rows ``x`` ([N, num_features] float32), shape [N]."""

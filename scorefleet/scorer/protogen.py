@@ -58,7 +58,7 @@ def _rewrite_imports(path: Path, packages: set[str]) -> None:
 
 def generate(out_dir: Path = OUT_DIR) -> Path:
     """Run protoc into a temporary directory and swap it into place."""
-    from grpc_tools import protoc  # build-time dependency (grpcio-tools)
+    from grpc_tools import protoc  # type: ignore[import-untyped]  # build-time (grpcio-tools)
 
     grpc_tools_include = Path(protoc.__file__).resolve().parent / "_proto"
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,123 @@
+"""``scorefleet.v1.Scorer``: Score (one event) and ScoreBatch (many events, or a packed matrix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scorefleet.scorer.engine import ScoringEngine, width_message
+from scorefleet.scorer.errors import InvalidInput, ScoringError, Unavailable
+from scorefleet.scorer.model_store import LoadedModel
+from scorefleet.scorer.protos import v1_pb2
+from scorefleet.scorer.rpc import deadline_of, guarded
+
+
+def _model(engine: ScoringEngine) -> LoadedModel:
+    model = engine.primary
+    if model is None:
+        raise Unavailable("no model loaded yet; the server is not ready")
+    return model
+
+
+class ScorerServicer:
+    """Handlers are coroutines on the worker's event loop (grpc.aio)."""
+
+    def __init__(self, engine: ScoringEngine, track: str) -> None:
+        self.engine = engine
+        self.track = track
+
+    async def Score(self, request: Any, context: Any) -> Any:
+        return await guarded(self.engine, "Score", context, self._score(request, context))
+
+    async def ScoreBatch(self, request: Any, context: Any) -> Any:
+        return await guarded(self.engine, "ScoreBatch", context,
+                             self._score_batch(request, context))
+
+    async def _score(self, request: Any, context: Any) -> tuple[Any, str, int]:
+        model = _model(self.engine)
+        event = request.event
+        features = event.features
+        if len(features) != model.num_features:
+            err = width_message(len(features), model.num_features)
+            err.events = 1
+            raise err
+        try:
+            # features[:] is a plain list (~0.4 us); the batch turns many into one array.
+            scores, used = await self.engine.score(features[:], 1, deadline_of(context))
+        except ScoringError as exc:
+            exc.events = 1
+            raise
+        score = float(scores[0])
+        response = v1_pb2.ScoreResponse(
+            event_id=event.event_id, score=score, decision=score >= used.threshold32,
+            threshold=used.threshold, model_name=used.name, model_version=used.version,
+            track=self.track)
+        return response, used.version, 1
+
+    async def _score_batch(self, request: Any, context: Any) -> tuple[Any, str, int]:
+        engine = self.engine
+        model = _model(engine)
+        try:
+            rows, n = _rows_of(request, model.num_features, engine.max_events_per_rpc)
+        except ScoringError as exc:
+            exc.events = len(request.events) or len(request.matrix.features) // model.num_features
+            raise
+        try:
+            scores, used = await engine.score(rows, n, deadline_of(context))
+        except ScoringError as exc:
+            exc.events = n
+            raise
+        response = v1_pb2.ScoreBatchResponse(
+            scores=scores.tolist(), decisions=used.decide(scores).tolist(),
+            threshold=used.threshold, model_name=used.name, model_version=used.version,
+            track=self.track)
+        return response, used.version, n
+
+
+def _rows_of(request: Any, width: int, max_events: int) -> tuple[Any, int]:
+    """The request's rows as an [n, width] float32 array, or InvalidInput naming the problem."""
+    events = request.events
+    if request.HasField("matrix"):
+        if len(events):
+            raise InvalidInput("set either events or matrix, not both", "shape")
+        matrix = request.matrix
+        flat = matrix.features
+        if matrix.num_features != width:
+            raise InvalidInput(f"matrix.num_features is {matrix.num_features}; the model "
+                               f"expects {width} features per event", "feature_count")
+        if len(flat) == 0:
+            raise InvalidInput("empty batch: matrix.features is empty", "empty")
+        if len(flat) % width:
+            raise InvalidInput(f"matrix.features has {len(flat)} floats, not a multiple of "
+                               f"num_features={width}", "shape")
+        n = len(flat) // width
+        _check_size(n, max_events)
+        for name in ("event_ids", "tenants"):
+            given = len(getattr(matrix, name))
+            if given not in (0, n):
+                raise InvalidInput(f"matrix.{name} has {given} entries for {n} rows; give "
+                                   "none or one per row", "shape")
+        # A packed repeated float converts to numpy in one copy (~2 us for 64 x 32).
+        return np.array(flat, dtype=np.float32).reshape(n, width), n
+    n = len(events)
+    if n == 0:
+        raise InvalidInput("empty batch: no events (set events or matrix)", "empty")
+    _check_size(n, max_events)
+    lists = [e.features[:] for e in events]
+    try:
+        x = np.array(lists, dtype=np.float32)
+    except ValueError:
+        x = None
+    if x is None or x.ndim != 2 or x.shape[1] != width:
+        for i, row in enumerate(lists):
+            if len(row) != width:
+                raise InvalidInput(f"event {i} (event_id {events[i].event_id!r}): expected "
+                                   f"{width} features, got {len(row)}", "feature_count")
+    return x, n
+
+
+def _check_size(n: int, max_events: int) -> None:
+    if n > max_events:
+        raise InvalidInput(f"batch of {n} events exceeds the limit of {max_events} per RPC "
+                           "(batching.maxQueueSize); split it", "oversized")

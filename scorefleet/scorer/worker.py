@@ -1,0 +1,192 @@
+"""One worker process: a grpc.aio server on the shared port, its models, its config watch.
+
+Started by the supervisor (:mod:`scorefleet.scorer.server`) as
+``python -m scorefleet.scorer.worker --config PATH --host HOST --index I``; every worker binds the
+same port with SO_REUSEPORT and the kernel spreads new connections across them.
+
+The server listens before the model is loaded, answering health checks with NOT_SERVING and
+scoring RPCs with UNAVAILABLE, so a slow or failing model download shows as "not ready" rather
+than "connection refused".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from scorefleet.api.scorer_config import ScorerConfig
+from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
+from scorefleet.scorer.engine import ScoringEngine
+from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle
+from scorefleet.scorer.metrics import Metrics, RequestRecorder
+from scorefleet.scorer.model_slots import ModelSlots
+from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE, oip_pb2_grpc, v1_pb2_grpc
+from scorefleet.scorer.servicer_oip import InferenceServicer
+from scorefleet.scorer.servicer_v1 import ScorerServicer
+
+log = logging.getLogger("scorefleet.scorer.worker")
+
+CONFIG_POLL_SECONDS = float(os.environ.get("SCOREFLEET_CONFIG_POLL_SECONDS", "1.0"))
+RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 1.0, 30.0
+HEALTH_SERVICES = ("", V1_SERVICE, OIP_SERVICE)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def server_options(config: ScorerConfig, grace: float) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [
+        ("grpc.so_reuseport", 1),  # all workers on one port; the kernel spreads connections
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if config.max_connection_age_seconds is not None:
+        # Long-lived HTTP/2 connections pin a client to one pod (kube-proxy balances
+        # connections, not requests); aging them out lets new pods get traffic.
+        options += [
+            ("grpc.max_connection_age_ms", int(config.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max(grace, 1.0) * 1000)),
+        ]
+    return options
+
+
+class Worker:
+    def __init__(self, config_path: Path, host: str, index: int) -> None:
+        self.config_path = config_path
+        self.host = host
+        self.index = index
+        self.watcher = ConfigWatcher(config_path)
+        self.config = self.watcher.prime()
+        self.metrics = Metrics()
+        self.engine = ScoringEngine(
+            RequestRecorder(self.metrics, self.config.pipeline, self.config.track))
+        self.slots = ModelSlots(self.engine, self.metrics, self.config.pipeline,
+                                self.config.track, self.config.intra_op_threads)
+        self.health = HealthServicer()
+        self.lifecycle = Lifecycle()
+        self.server: Any = None
+        self._parent = os.getppid()
+
+    async def run(self) -> int:
+        config = self.config
+        server = grpc.aio.server(options=server_options(config, config.grace_period_seconds))
+        v1_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self.engine, config.track),
+                                                 server)
+        oip_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(self.engine, config.track), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (V1_SERVICE, OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        await self._set_health(False)
+        address = f"{self.host}:{config.port}"
+        if server.add_insecure_port(address) == 0:
+            log.error("cannot bind %s", address)
+            return 1
+        self.server = server
+        await server.start()
+        log.info("worker %d listening on %s", self.index, address)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.lifecycle.request_stop)
+        self.metrics.workers.set(1)
+        await self._reconcile(config)
+        watch = loop.create_task(self._watch(), name="config-watch")
+        await self.lifecycle.stop_requested.wait()
+        watch.cancel()
+        current = self.config
+        await self.lifecycle.drain(
+            DrainSteps(self._mark_not_serving, self._stop_server, self._release),
+            current.drain_delay_seconds, current.grace_period_seconds)
+        return 0
+
+    async def _reconcile(self, config: ScorerConfig) -> bool:
+        ok = await self.slots.apply(config)
+        await self._set_health(self.engine.ready)
+        return ok
+
+    async def _watch(self) -> None:
+        """Poll the config; retry failed loads with backoff while the config stays the same."""
+        retry_in = RETRY_MIN_SECONDS
+        healthy = self.engine.primary is not None and not self.slots.last_error
+        next_retry = 0.0 if healthy else asyncio.get_running_loop().time() + retry_in
+        while True:
+            await asyncio.sleep(CONFIG_POLL_SECONDS)
+            if os.getppid() != self._parent:
+                log.error("supervisor exited; stopping")
+                self.lifecycle.request_stop()
+                return
+            try:
+                new = self.watcher.poll()
+            except ConfigError as exc:
+                log.error("%s", exc)
+                self.metrics.config_reloads.labels("invalid").inc()
+                continue
+            now = asyncio.get_running_loop().time()
+            if new is None:
+                if next_retry and now >= next_retry:
+                    ok = await self._reconcile(self.config)
+                    retry_in = RETRY_MIN_SECONDS if ok else min(retry_in * 2, RETRY_MAX_SECONDS)
+                    next_retry = 0.0 if ok else now + retry_in
+                continue
+            ignored = restart_needed(self.config, new)
+            if ignored:
+                log.warning("config fields %s changed; they apply after a restart", ignored)
+            self.config = new
+            ok = await self._reconcile(new)
+            self.metrics.config_reloads.labels("applied" if ok else "load_failed").inc()
+            retry_in = RETRY_MIN_SECONDS
+            next_retry = 0.0 if ok else now + retry_in
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, status)
+        self.metrics.ready.set(1 if serving else 0)
+
+    async def _mark_not_serving(self) -> None:
+        self.engine.draining = True
+        await self.health.enter_graceful_shutdown()
+        self.metrics.ready.set(0)
+
+    async def _stop_server(self, grace: float) -> None:
+        await self.server.stop(grace)
+
+    async def _release(self) -> None:
+        if self.engine.batcher is not None:
+            await self.engine.batcher.stop()
+        if self.engine.shadow is not None:
+            await asyncio.to_thread(self.engine.shadow.close)
+        self.metrics.workers.set(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scorefleet.scorer.worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format=f"%(asctime)s %(levelname)s worker-{args.index}[%(process)d] %(name)s: "
+               "%(message)s")
+    try:
+        worker = Worker(args.config, args.host, args.index)
+    except (ConfigError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    return asyncio.run(worker.run())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
