@@ -7,7 +7,7 @@
 // overhead. It unmarshals each request and marshals a realistically sized response, as a real
 // server must, so the figure is "gRPC + protobuf", not "gRPC alone".
 //
-// The Go stubs are generated at build time (benchmarks/scorer/build.py) from the scorer's own
+// The Go stubs are generated at build time (benchmarks/scorer/build_tools.py) from the scorer's own
 // .proto files into gen/, so this server cannot drift from the wire contract it stands in for.
 package main
 

@@ -1,6 +1,6 @@
 """Build or locate the benchmark's tools, outside the repository, cached by version.
 
-    python benchmarks/scorer/build.py          # prints the paths as JSON
+    python benchmarks/scorer/build_tools.py          # prints the paths as JSON
 
 Everything lands under ``$SCOREFLEET_BENCH_HOME`` (default ``~/.cache/scorefleet/bench``):
 

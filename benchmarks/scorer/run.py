@@ -1,0 +1,150 @@
+"""Scorer benchmark driver: every server on the same machine, model and load, in one run.
+
+    .venv/bin/python benchmarks/scorer/run.py [--quick] [--no-pinned] [--only NAME ...]
+
+Builds or finds the tools (build_tools.py), builds the example model, measures onnxruntime
+alone, then starts each server in turn on free loopback ports and drives it with ghz: a
+closed-loop concurrency sweep, then open-loop rate steps. Writes benchmarks/scorer/results.json
+and results.md (tables). Logs and raw ghz output go to $SCOREFLEET_BENCH_HOME/runs/<time>/.
+A benchmark, not a test: it asserts nothing about the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from build_tools import GHZ_VERSION, KSERVE_VERSION, REPO, Tools, bench_home, build_all
+from ghz_runner import GhzRunner, Step, StepResult
+from model_ceiling import measure_all
+from ort_options import check_matches_scorer
+from payloads import LoadSpec, write_payloads
+from procs import free_port, server_process
+from report import TargetResult, markdown, results_json, targets_markdown
+from servers import MODEL_NAME, ServerDef, server_defs
+from sweeps import FULL, QUICK, SweepPlan, closed_sweep, open_sweep, peak
+
+HERE = Path(__file__).resolve().parent
+SERVER_CPUS, CLIENT_CPUS = "0", "1"
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+def wait_ready(ghz: GhzRunner, spec: LoadSpec, proc: subprocess.Popen[bytes],
+               timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        if ghz.probe(spec):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"server not ready after {timeout_s:.0f} s")
+
+
+def measure_server(server: ServerDef, tools: Tools, specs: dict[str, LoadSpec], run_dir: Path,
+                   plan: SweepPlan, pinned: bool, peaks: dict[str, float]
+                   ) -> dict[str, TargetResult]:
+    mode = "pinned" if pinned else "shared"
+    port = free_port()
+    argv = server.argv(port, run_dir)
+    if pinned:
+        argv = ["taskset", "-c", SERVER_CPUS, *argv]
+    ghz_dir = run_dir / "ghz" / f"{server.name}-{mode}"
+    ghz_dir.mkdir(parents=True, exist_ok=True)
+    ghz = GhzRunner(tools.ghz, tools.proto_root, f"127.0.0.1:{port}", ghz_dir,
+                    ["taskset", "-c", CLIENT_CPUS] if pinned else [])
+    out: dict[str, TargetResult] = {}
+    log(f"start {server.name} ({mode}): {' '.join(argv)}")
+    with server_process(argv, run_dir / f"{server.name}-{mode}.log", env=server.env,
+                        cwd=REPO) as proc:
+        wait_ready(ghz, specs[server.ready_label], proc)
+        for target in server.targets:
+            spec = specs[target.label]
+            res = TargetResult(target.key, server.name, spec.call, spec.events_per_rpc,
+                               target.slo_ms, mode)
+
+            def run(step: Step, spec: LoadSpec = spec, key: str = target.key) -> StepResult:
+                r = ghz.run(spec, step, proc.pid)
+                log(f"  {key} {step.mode} c={step.concurrency} rps={step.rps}: "
+                    f"{r.ok_rps:,.0f} ok/s p99={r.p99_ms:.2f} ms err={r.error_rate:.2%} "
+                    f"cpu={r.server_cpu_us_per_event:.1f} us/event")
+                return r
+
+            ghz.run(spec, Step("closed", 16, 8, 1.0), proc.pid)  # warm-up, discarded
+            res.closed = closed_sweep(run, plan)
+            top = peak(res.closed).ok_rps
+            if not pinned:
+                peaks[target.key] = top
+            res.open = open_sweep(run, peaks.get(target.key, top), target.slo_ms, plan)
+            best = res.best()
+            log(f"  => {target.key}: {best.ok_rps if best else 0:,.0f} RPC/s at p99 <= "
+                f"{target.slo_ms:g} ms")
+            out[target.key] = res
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short steps, headline targets only")
+    parser.add_argument("--no-pinned", action="store_true",
+                        help="skip the second pass with server and ghz pinned to one core each")
+    parser.add_argument("--only", nargs="*", default=None, help="server names to run")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    plan = QUICK if args.quick else FULL
+    run_dir = bench_home() / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log(f"run dir {run_dir}")
+    tools = build_all()
+    check_matches_scorer()
+    subprocess.run([sys.executable, "-m", "scorefleet.scorer.example_model", "--out",
+                    str(run_dir / "model")], check=True, capture_output=True, cwd=REPO)
+    model = run_dir / "model" / "model-v1.onnx"
+    specs = write_payloads(run_dir / "payloads", MODEL_NAME)
+    log("model-compute ceiling (onnxruntime alone, 1 thread)")
+    compute = measure_all(model, (1, 64, 256), 1.0 if args.quick else 3.0)
+    for c in compute:
+        log(f"  batch {c.batch}: {c.rows_per_s:,.0f} rows/s ({c.us_per_row} us/row)")
+    servers = [s for s in server_defs(tools, model, free_port, args.quick)
+               if args.only is None or s.name in args.only]
+    results: dict[str, TargetResult] = {}
+    pinned: dict[str, TargetResult] = {}
+    peaks: dict[str, float] = {}
+    for server in servers:
+        results.update(measure_server(server, tools, specs, run_dir, plan, False, peaks))
+    if not args.quick and not args.no_pinned:
+        pin_plan = SweepPlan((16, 64), plan.open_fractions, 3.0, refine=False)
+        for server in servers:
+            pinned.update(measure_server(server, tools, specs, run_dir, pin_plan, True, peaks))
+    meta = {
+        "command": "python benchmarks/scorer/run.py" + (" --quick" if args.quick else ""),
+        "quick": args.quick, "elapsed_s": round(time.monotonic() - started, 1),
+        "tools": {"ghz": GHZ_VERSION, "kserve": KSERVE_VERSION,
+                  "onnxruntime": metadata.version("onnxruntime"),
+                  "grpcio": metadata.version("grpcio"),
+                  "go": subprocess.run(["go", "version"], capture_output=True, text=True
+                                       ).stdout.strip()},
+        "load": "ghz shares the 2 cores with the server unless noted (pinned)",
+        "run_dir": str(run_dir),
+    }
+    data = results_json(results, pinned, compute, meta)
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    md = markdown(results, pinned) + "\n" + targets_markdown(data)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    log(f"wrote {args.out} in {data['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""Closed-loop and open-loop sweeps for one (server, call) target, and the SLO search.
+
+Closed loop (concurrency sweep) shows the latency/throughput curve and the peak. Open loop
+offers fixed rates, as fractions of that peak, so a slow server cannot slow its own load down
+(no coordinated omission beyond the worker bound): the highest achieved rate whose p99 is within
+the SLO, with no errors and the offered rate actually reached, is the headline figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ghz_runner import Step, StepResult, open_loop_workers
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    concurrencies: tuple[int, ...]
+    open_fractions: tuple[float, ...]
+    step_s: float
+    refine: bool  # one extra open-loop step between the last pass and the first failure
+
+
+QUICK = SweepPlan((1, 8, 32, 64), (0.3, 0.6, 0.8, 1.0), 2.0, refine=False)
+FULL = SweepPlan((1, 4, 16, 32, 64, 128), (0.25, 0.5, 0.7, 0.85, 1.0, 1.15), 5.0, refine=True)
+
+RunStep = Callable[[Step], StepResult]
+
+
+def connections_for(concurrency: int) -> int:
+    # Several HTTP/2 connections so a multi-process server sharing the port (SO_REUSEPORT)
+    # sees load on every process; the kernel hashes connections, not requests.
+    return max(1, min(concurrency, 8))
+
+
+def closed_sweep(run: RunStep, plan: SweepPlan) -> list[StepResult]:
+    return [run(Step("closed", c, connections_for(c), plan.step_s)) for c in plan.concurrencies]
+
+
+def open_sweep(run: RunStep, peak_rps: float, slo_ms: float, plan: SweepPlan,
+               rates: Sequence[int] | None = None) -> list[StepResult]:
+    """Offer rising rates (fractions of the closed-loop peak); refine around the SLO edge.
+
+    Stops early only when two steps in a row are saturated (the offered rate was not reached),
+    since past that point higher rates only queue. If no rate meets the SLO, lower rates are
+    tried, so a server slower than the sweep assumed still gets a figure.
+    """
+    if rates is None:
+        rates = sorted({max(50, int(peak_rps * f)) for f in plan.open_fractions})
+    results: list[StepResult] = []
+    saturated = 0
+    for rate in rates:
+        res = run(_open_step(rate, plan.step_s))
+        results.append(res)
+        saturated = saturated + 1 if res.rps < 0.95 * rate else 0
+        if saturated >= 2:
+            break
+    low = min(rates)
+    while not any(r.meets(slo_ms) for r in results) and low > 50:
+        low = max(50, low // 3)
+        results.append(run(_open_step(low, plan.step_s)))
+    if plan.refine:
+        refined = _refine_rate(results, slo_ms)
+        if refined is not None:
+            results.append(run(_open_step(refined, plan.step_s)))
+    return sorted(results, key=lambda r: r.target_rps or 0)
+
+
+def _refine_rate(results: Sequence[StepResult], slo_ms: float) -> int | None:
+    """The midpoint between the highest passing rate and the next failing one, if far apart."""
+    passed = [r.target_rps for r in results if r.meets(slo_ms) and r.target_rps]
+    if not passed:
+        return None
+    hi_pass = max(passed)
+    above = [r.target_rps for r in results
+             if not r.meets(slo_ms) and r.target_rps and r.target_rps > hi_pass]
+    if not above:
+        return None
+    mid = (hi_pass + min(above)) // 2
+    return mid if mid - hi_pass >= max(50, hi_pass // 20) else None
+
+
+def _open_step(rate: int, step_s: float) -> Step:
+    workers = open_loop_workers(rate)
+    return Step("open", workers, connections_for(workers), step_s, rps=rate)
+
+
+def best_under_slo(results: Sequence[StepResult], slo_ms: float) -> StepResult | None:
+    ok = [r for r in results if r.meets(slo_ms)]
+    return max(ok, key=lambda r: r.ok_rps) if ok else None
+
+
+def peak(results: Sequence[StepResult]) -> StepResult:
+    return max(results, key=lambda r: r.ok_rps)
