@@ -67,6 +67,11 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         if key == "const":
             out.setdefault("enum", [value])
             continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema gives the bound; OpenAPI v3.0 (what Kubernetes speaks) a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "properties":
             out[key] = {name: _inline(sub, defs) for name, sub in value.items()}
         else:
@@ -98,8 +103,9 @@ def _wire(value: Any) -> Any:
 def _fix_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
     """Set each property's default from the model, recursing into nested models.
 
-    A nested model whose default equals its all-defaults instance gets ``{}``: the API server
-    then fills the inner defaults itself, and the CRD stays readable.
+    A nested model's default is written out whole rather than as ``{}``: the API server checks
+    each default against the CEL rules of its schema before inner defaults apply, so ``{}``
+    would fail a rule such as ``self.minReplicas <= self.maxReplicas``.
     """
     props = schema.get("properties", {})
     for name, field in model.model_fields.items():
@@ -110,12 +116,6 @@ def _fix_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
             default = field.get_default(call_default_factory=True)
             if default is None:
                 prop.pop("default", None)
-            elif isinstance(default, BaseModel):
-                try:
-                    blank = type(default)() == default
-                except ValueError:
-                    blank = False
-                prop["default"] = {} if blank else _wire(default)
             else:
                 prop["default"] = _wire(default)
         for sub in _models_in(field.annotation):

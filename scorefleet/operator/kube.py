@@ -58,11 +58,12 @@ class Kube:
               query: list[tuple[str, Any]] | None = None,
               content_type: str = "application/json") -> Obj | None:
         """One API request; None on 404, KubeError on any other failure."""
-        payload = body if body is None or isinstance(body, str) else json.dumps(body)
+        # The REST layer serialises dict bodies to JSON for JSON and +yaml content types alike
+        # (JSON is YAML), so apply patches go through the same path.
         method, url, headers, payload, _ = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [],
             header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=payload, auth_settings=["BearerToken"])
+            body=body, auth_settings=["BearerToken"])
         try:
             resp = self.api.call_api(method, url, header_params=headers, body=payload,
                                      _request_timeout=30)

@@ -61,7 +61,8 @@ def test_printer_columns_cover_the_story() -> None:
 def test_nested_defaults_are_filled_by_the_server() -> None:
     spec = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     props = spec["properties"]
-    assert props["scorer"]["default"] == {}
+    assert props["scorer"]["default"]["port"] == 9000
+    assert props["scaling"]["default"]["minReplicas"] == 2
     assert props["scorer"]["properties"]["resources"]["default"]["requests"]["cpu"] == "1"
     steps = props["rollout"]["properties"]["canary"]["properties"]["steps"]
     assert [s["weight"] for s in steps["default"]] == [5, 25, 50]

@@ -1,0 +1,76 @@
+"""Shared fixtures. The control plane is real: `ensure_up()` builds (cached) and starts etcd,
+kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1 once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[Any]:
+    """The local control plane with the ScoringPipeline CRD installed; KUBECONFIG points at it.
+
+    Stopped at the end only if this session started it, so a developer's running cluster
+    survives a test run.
+    """
+    from scorefleet.dev import cluster
+
+    was_up = any(c.healthy for c in cluster.status())
+    info = cluster.ensure_up()
+    os.environ["KUBECONFIG"] = str(info.kubeconfig)
+    os.environ["PATH"] = f"{info.bin_dir}{os.pathsep}{os.environ['PATH']}"
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s",
+            "crd/scoringpipelines.scorefleet.io")
+    yield info
+    if not was_up and not os.environ.get("SCOREFLEET_KEEP_CLUSTER"):
+        cluster.stop()
+
+
+def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
+    proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, input=stdin,
+                          timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def kube(control_plane: Any) -> Any:
+    from kubernetes import config
+
+    from scorefleet.operator.kube import Kube
+
+    return Kube(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+
+
+@pytest.fixture
+def namespace(control_plane: Any) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
+
+
+def eventually(what: str, check: Callable[[], T | None], timeout: float = 60.0,
+               interval: float = 0.25) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
