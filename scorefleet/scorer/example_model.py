@@ -115,6 +115,10 @@ def _fit_tree(binned: npt.NDArray[np.int64], edges: list[FloatArray],
     """One regression tree on binned features by histogram split search (Newton leaves)."""
     tree = Tree([], [], [], [], [])
     nbins = max(len(e) for e in edges) + 1
+    nfeat = binned.shape[1]
+    offsets = np.arange(nfeat, dtype=np.int64) * nbins
+    # Split after bin b is only meaningful where feature j has an edge b.
+    valid = np.arange(nbins - 1)[None, :] < np.array([len(e) for e in edges])[:, None]
 
     def grow(idx: npt.NDArray[np.int64], d: int) -> int:
         node = len(tree.feature)
@@ -127,18 +131,19 @@ def _fit_tree(binned: npt.NDArray[np.int64], edges: list[FloatArray],
         if d == depth or len(idx) < 40:
             return node
         parent = g.sum() ** 2 / (h.sum() + lam)
+        # All features' histograms in one bincount: column j's bins live at j*nbins + bin.
+        keys = (binned[idx] + offsets).ravel()
+        gh = np.bincount(keys, weights=np.repeat(g, nfeat), minlength=nfeat * nbins)
+        hh = np.bincount(keys, weights=np.repeat(h, nfeat), minlength=nfeat * nbins)
+        gl = np.cumsum(gh.reshape(nfeat, nbins), axis=1)[:, :-1]
+        hl = np.cumsum(hh.reshape(nfeat, nbins), axis=1)[:, :-1]
+        gr, hr = g.sum() - gl, h.sum() - hl
+        gain = gl**2 / (hl + lam) + gr**2 / (hr + lam) - parent
+        gain[(hl < 1.0) | (hr < 1.0) | ~valid] = 0.0
         best = (0.0, -1, -1)
-        for j in range(binned.shape[1]):
-            b = binned[idx, j]
-            gl = np.cumsum(np.bincount(b, weights=g, minlength=nbins))[:-1]
-            hl = np.cumsum(np.bincount(b, weights=h, minlength=nbins))[:-1]
-            gr, hr = g.sum() - gl, h.sum() - hl
-            gain = gl**2 / (hl + lam) + gr**2 / (hr + lam) - parent
-            gain[hl < 1.0] = 0.0
-            gain[hr < 1.0] = 0.0
-            gain = gain[: len(edges[j])]
-            if len(gain) and gain.max() > best[0]:
-                best = (float(gain.max()), j, int(gain.argmax()))
+        if gain.max() > 0.0:
+            j, b = np.unravel_index(int(gain.argmax()), gain.shape)
+            best = (float(gain[j, b]), int(j), int(b))
         _, j, b_split = best
         if j < 0:
             return node
