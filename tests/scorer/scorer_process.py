@@ -120,7 +120,8 @@ class ScorerProcess:
         return total
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def terminate(self) -> None:
