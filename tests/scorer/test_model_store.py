@@ -1,4 +1,4 @@
-"""Loading models: the example models load and agree with onnxruntime; bad artifacts fail clearly."""
+"""Loading models: example models agree with onnxruntime; bad artifacts fail clearly."""
 
 from __future__ import annotations
 
