@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -58,6 +59,30 @@ def server_options(config: ScorerConfig, grace: float) -> list[tuple[str, Any]]:
     return options
 
 
+class MethodAwarePool:
+    """Descriptor pool for reflection that also resolves method names (``pkg.Service.Method``).
+
+    ghz and grpcurl ask reflection for the file containing the *method* symbol; the upb-backed
+    default pool only knows services and messages, so they failed with "Symbol not found".
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, name: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(name)
+        except KeyError:
+            service, _, method = name.rpartition(".")
+            descriptor = self._pool.FindServiceByName(service)
+            if method not in descriptor.methods_by_name:
+                raise
+            return descriptor.file
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._pool, attr)
+
+
 class Worker:
     def __init__(self, config_path: Path, host: str, index: int) -> None:
         self.config_path = config_path
@@ -85,7 +110,7 @@ class Worker:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (V1_SERVICE, OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), server)
+             reflection.SERVICE_NAME), server, pool=MethodAwarePool(descriptor_pool.Default()))
         await self._set_health(False)
         address = f"{self.host}:{config.port}"
         if server.add_insecure_port(address) == 0:

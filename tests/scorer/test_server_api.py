@@ -103,6 +103,11 @@ def test_health_and_reflection(scorer: ScorerProcess) -> None:
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"scorefleet.v1.Scorer", "inference.GRPCInferenceService",
             "grpc.health.v1.Health"} <= names
+    # ghz and grpcurl resolve a method by asking for the file containing its symbol.
+    for symbol in ("scorefleet.v1.Scorer.ScoreBatch", "inference.GRPCInferenceService.ModelInfer"):
+        (response,) = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol=symbol)]), timeout=5)
+        assert response.file_descriptor_response.file_descriptor_proto, symbol
 
 
 def _event(features: list[float]) -> Any:
