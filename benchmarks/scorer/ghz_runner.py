@@ -9,15 +9,17 @@ bounded by ``-z`` (time) and by a subprocess timeout.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from payloads import LoadSpec
-from procs import cpu_seconds_by_pid
+from procs import cpu_seconds_by_pid, machine_busy_seconds
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class StepResult:
     server_cpu_s: float
     server_cpu_us_per_event: float
     client_cpu_s: float
+    client_cpu_us_per_rpc: float
+    # CPU used meanwhile by processes that are neither the server nor ghz (the shared machine's
+    # noise), as a fraction of all cores over the step.
+    other_cpu_share: float
     server_cpu_by_pid: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -67,6 +73,8 @@ def open_loop_workers(rps: int) -> int:
     """Workers for an open-loop step: enough to keep the rate at ~25 ms latency, bounded."""
     return max(16, min(512, rps // 40))
 
+
+CORES = os.cpu_count() or 1
 
 # ghz cancels the calls still in flight when -z runs out; they show up as errors like these.
 # Up to `concurrency` of them per step are the load generator stopping, not the server failing.
@@ -121,12 +129,18 @@ class GhzRunner:
         if step.rps is not None:
             extra += ["--rps", str(step.rps)]
         before_cpu = cpu_seconds_by_pid(server_pid)
+        before_busy = machine_busy_seconds()
+        started = time.monotonic()
         before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(self._argv(spec, out, extra), check=True, capture_output=True,
                        timeout=step.duration_s + 60)
         after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
         after_cpu = cpu_seconds_by_pid(server_pid)
+        busy = machine_busy_seconds() - before_busy
+        wall = time.monotonic() - started
         summary: dict[str, Any] = json.loads(out.read_text())
+        client_cpu = ((after_client.ru_utime + after_client.ru_stime)
+                      - (before_client.ru_utime + before_client.ru_stime))
         by_pid = {str(p): round(after_cpu[p] - before_cpu.get(p, 0.0), 3) for p in after_cpu}
         server_cpu = sum(by_pid.values())
         codes: dict[str, int] = dict(summary.get("statusCodeDistribution") or {})
@@ -148,7 +162,9 @@ class GhzRunner:
             max_ms=round(float(summary.get("slowest") or 0) / 1e6, 3),
             server_cpu_s=round(server_cpu, 3),
             server_cpu_us_per_event=round(server_cpu * 1e6 / max(1, ok * spec.events_per_rpc), 2),
-            client_cpu_s=round((after_client.ru_utime + after_client.ru_stime)
-                               - (before_client.ru_utime + before_client.ru_stime), 3),
+            client_cpu_s=round(client_cpu, 3),
+            client_cpu_us_per_rpc=round(client_cpu * 1e6 / max(1, count), 2),
+            other_cpu_share=round(max(0.0, busy - server_cpu - client_cpu)
+                                  / (wall * CORES), 3),
             server_cpu_by_pid=by_pid,
         )

@@ -51,6 +51,13 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def cpu_seconds_by_pid(root: int) -> dict[int, float]:
     out: dict[int, float] = {}
     for pid in process_tree(root):

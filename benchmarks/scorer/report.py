@@ -43,6 +43,8 @@ class TargetResult:
             "events_per_s_at_slo": best.events_per_s if best else 0.0,
             "p99_ms_at_slo": best.p99_ms if best else None,
             "server_cpu_us_per_event_at_slo": best.server_cpu_us_per_event if best else None,
+            "ghz_cpu_us_per_rpc_at_slo": best.client_cpu_us_per_rpc if best else None,
+            "other_cpu_share_at_slo": best.other_cpu_share if best else None,
             "closed_peak_rps": top.ok_rps if top else None,
             "closed_peak_p99_ms": top.p99_ms if top else None,
             "closed_peak_concurrency": top.concurrency if top else None,
@@ -138,10 +140,15 @@ def _fmt(x: float | None, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
 def markdown(results: dict[str, TargetResult], pinned: dict[str, TargetResult]) -> str:
     lines = ["| target | call | SLO p99 | RPC/s at SLO | events/s at SLO | p99 there (ms) "
-             "| server CPU us/event | closed-loop peak RPC/s (p99 ms) | pinned: RPC/s at SLO |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| server CPU us/event | ghz CPU us/RPC | others' CPU share | closed-loop peak RPC/s "
+             "(p99 ms) | pinned: RPC/s at SLO |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, t in results.items():
         s = t.summary()
         p = pinned[key].summary() if key in pinned else None
@@ -149,6 +156,8 @@ def markdown(results: dict[str, TargetResult], pinned: dict[str, TargetResult]) 
             f"| {key} | `{t.call}` x{t.events_per_rpc} | {t.slo_ms:g} ms "
             f"| {_fmt(s['rps_at_slo'])} | {_fmt(s['events_per_s_at_slo'])} "
             f"| {_fmt(s['p99_ms_at_slo'], 2)} | {_fmt(s['server_cpu_us_per_event_at_slo'], 1)} "
+            f"| {_fmt(s['ghz_cpu_us_per_rpc_at_slo'], 1)} "
+            f"| {_pct(s['other_cpu_share_at_slo'])} "
             f"| {_fmt(s['closed_peak_rps'])} ({_fmt(s['closed_peak_p99_ms'], 1)}) "
             f"| {_fmt(p['rps_at_slo']) if p else '-'} |")
     return "\n".join(lines) + "\n"

@@ -51,8 +51,7 @@ def wait_ready(ghz: GhzRunner, spec: LoadSpec, proc: subprocess.Popen[bytes],
 
 
 def measure_server(server: ServerDef, tools: Tools, specs: dict[str, LoadSpec], run_dir: Path,
-                   plan: SweepPlan, pinned: bool, peaks: dict[str, float]
-                   ) -> dict[str, TargetResult]:
+                   plan: SweepPlan, pinned: bool) -> dict[str, TargetResult]:
     mode = "pinned" if pinned else "shared"
     port = free_port()
     argv = server.argv(port, run_dir)
@@ -81,10 +80,7 @@ def measure_server(server: ServerDef, tools: Tools, specs: dict[str, LoadSpec], 
 
             ghz.run(spec, Step("closed", 16, 8, 1.0), proc.pid)  # warm-up, discarded
             res.closed = closed_sweep(run, plan)
-            top = peak(res.closed).ok_rps
-            if not pinned:
-                peaks[target.key] = top
-            res.open = open_sweep(run, peaks.get(target.key, top), target.slo_ms, plan)
+            res.open = open_sweep(run, peak(res.closed).ok_rps, target.slo_ms, plan)
             best = res.best()
             log(f"  => {target.key}: {best.ok_rps if best else 0:,.0f} RPC/s at p99 <= "
                 f"{target.slo_ms:g} ms")
@@ -119,13 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                if args.only is None or s.name in args.only]
     results: dict[str, TargetResult] = {}
     pinned: dict[str, TargetResult] = {}
-    peaks: dict[str, float] = {}
     for server in servers:
-        results.update(measure_server(server, tools, specs, run_dir, plan, False, peaks))
+        results.update(measure_server(server, tools, specs, run_dir, plan, False))
     if not args.quick and not args.no_pinned:
         pin_plan = SweepPlan((16, 64), plan.open_fractions, 3.0, refine=False)
         for server in servers:
-            pinned.update(measure_server(server, tools, specs, run_dir, pin_plan, True, peaks))
+            pinned.update(measure_server(server, tools, specs, run_dir, pin_plan, True))
     meta = {
         "command": "python benchmarks/scorer/run.py" + (" --quick" if args.quick else ""),
         "quick": args.quick, "elapsed_s": round(time.monotonic() - started, 1),

@@ -64,7 +64,17 @@ def open_sweep(run: RunStep, peak_rps: float, slo_ms: float, plan: SweepPlan,
         refined = _refine_rate(results, slo_ms)
         if refined is not None:
             results.append(run(_open_step(refined, plan.step_s)))
+        # On a shared machine one lucky step can pass: the headline rate must pass twice.
+        for _ in range(3):
+            best = best_under_slo(results, slo_ms)
+            if best is None or best.target_rps is None or _runs_at(results, best.target_rps) > 1:
+                break
+            results.append(run(_open_step(best.target_rps, plan.step_s)))
     return sorted(results, key=lambda r: r.target_rps or 0)
+
+
+def _runs_at(results: Sequence[StepResult], rate: int) -> int:
+    return sum(1 for r in results if r.target_rps == rate)
 
 
 def _refine_rate(results: Sequence[StepResult], slo_ms: float) -> int | None:
@@ -87,7 +97,12 @@ def _open_step(rate: int, step_s: float) -> Step:
 
 
 def best_under_slo(results: Sequence[StepResult], slo_ms: float) -> StepResult | None:
-    ok = [r for r in results if r.meets(slo_ms)]
+    """The highest offered rate at which every run met the SLO (its worst run represents it)."""
+    by_rate: dict[int | None, list[StepResult]] = {}
+    for r in results:
+        by_rate.setdefault(r.target_rps, []).append(r)
+    ok = [min(runs, key=lambda r: r.ok_rps) for runs in by_rate.values()
+          if all(r.meets(slo_ms) for r in runs)]
     return max(ok, key=lambda r: r.ok_rps) if ok else None
 
 
