@@ -21,6 +21,13 @@ from scorefleet.operator.reconcile import reconcile
 _OWNED: dict[str, str | MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY, n.LABEL_PIPELINE: kopf.PRESENT}
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Kopf's own readers take KUBECONFIG at call time; the client-library piggyback would use
+    # the path the library froze when it was imported.
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf keeps its bookkeeping in annotations, not status: the status schema is ours and

@@ -44,7 +44,9 @@ def load_client() -> ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
-        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+        # Read KUBECONFIG now: the client library reads it once, at import time.
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG"))
     return ApiClient()
 
 
