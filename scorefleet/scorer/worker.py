@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
-    return asyncio.run(worker.run())
+    return run_event_loop(worker.run())
+
+
+def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when installed: it cut server CPU per unary RPC by ~20% (measured, see
+    docs/scorer.md); plain asyncio otherwise or with SCOREFLEET_EVENT_LOOP=asyncio."""
+    if os.environ.get("SCOREFLEET_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop not installed; using asyncio")
+        else:
+            return int(uvloop.run(main))
+    return asyncio.run(main)
 
 
 if __name__ == "__main__":
