@@ -123,14 +123,18 @@ def _healthy(lay: Layout) -> ClusterInfo | None:
     return _info(lay, Ports(**state["ports"]))
 
 
-def _teardown(lay: Layout) -> None:
-    """Stop every recorded process (reverse start order) and delete the state directory."""
+def _stop_processes(lay: Layout) -> None:
+    """Stop every recorded process, in reverse start order."""
     state = _read_state(lay) or {}
     recorded = state.get("components", {})
     for name in reversed(START_ORDER):
         proc = recorded.get(name)
         if proc:
             processes.terminate(int(proc["pid"]), proc["binary"])
+
+
+def _teardown(lay: Layout) -> None:
+    _stop_processes(lay)
     shutil.rmtree(lay.state_dir, ignore_errors=True)
 
 
@@ -165,7 +169,12 @@ def _start(lay: Layout, binaries: dict[str, Path]) -> ClusterInfo:
                 READY_TIMEOUT[name],
                 alive=functools.partial(processes.is_running, pid, str(binary)),
             )
-        except (RuntimeError, TimeoutError) as err:
+        except RuntimeError as err:  # the process died while we waited
+            raise RuntimeError(
+                f"{err} ({processes.exit_reason(pid)})\n"
+                f"--- {lay.log(name)} ---\n{_log_tail(lay.log(name))}"
+            ) from err
+        except TimeoutError as err:
             raise RuntimeError(
                 f"{err}\n--- {lay.log(name)} ---\n{_log_tail(lay.log(name))}"
             ) from err
@@ -215,7 +224,9 @@ def ensure_up() -> ClusterInfo:
         try:
             return _start(lay, binaries)
         except BaseException:
-            _teardown(lay)
+            # Keep the state directory: its logs say what went wrong; the next `up` or
+            # `down` removes it.
+            _stop_processes(lay)
             raise
 
 

@@ -112,6 +112,10 @@ def apiserver_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
         # ServiceAccount admission stays on (unlike envtest): the controller-manager runs and
         # creates each namespace's `default` ServiceAccount, and pods naming a missing one are
         # rejected as on a real cluster, which charts and RBAC tests should see.
+        # kwok nodes are always Ready and the node lifecycle controller is off (see
+        # controller_manager_args), so nothing would ever lift the not-ready taint this
+        # plugin puts on every new Node: pods would stay Pending.
+        "--disable-admission-plugins=TaintNodesByCondition",
         "--allow-privileged=true",
         "--profiling=false",
         "--v=0",
@@ -134,7 +138,17 @@ def controller_manager_args(binary: Path, lay: Layout, ports: Ports) -> list[str
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--controllers=*",
+        # kwok renews fake nodes' heartbeats too slowly for the node lifecycle controller,
+        # which then marks every pod NotReady (and kwok never sets them Ready again): with
+        # no real kubelets, that controller has nothing true to say. (scorefleet operator
+        # tests saw pods flip NotReady ~15 s after start.) Its other job, lifting the
+        # not-ready taint from new nodes, is avoided in apiserver_args.
+        "--controllers=*,-nodelifecycle",
+        # kwok v0.7's default node heartbeat (a status update every ~55 s here) is slower
+        # than the 50 s default grace, so nodes flapped NotReady and got the NoExecute
+        # unreachable taint. Three minutes keeps them Ready; leases are not used by kwok's
+        # default stages here.
+        "--node-monitor-grace-period=180s",
         "--profiling=false",
         "--v=0",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -15,26 +16,26 @@ def test_free_ports_are_distinct_and_unbound() -> None:
     assert not any(processes.port_open(p) for p in ports)
 
 
-def test_spawn_detaches_logs_and_terminate_stops_it(tmp_path: Path) -> None:
+def test_spawn_detaches_logs_and_terminate_stops_the_group(tmp_path: Path) -> None:
     sh = shutil.which("sh")
     assert sh is not None
     log = tmp_path / "x.log"
-    pid = processes.spawn([sh, "-c", "echo started; exec sleep 60"], log)
+    # No `exec`: the shell stays (so its cmdline is stable) with `sleep` as its child.
+    pid = processes.spawn([sh, "-c", "echo started; sleep 60; echo never"], log)
     try:
         assert processes.is_running(pid, sh)
+        assert os.getpgid(pid) == pid  # its own session and group, detached from ours
         deadline = time.monotonic() + 5
         while "started" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.02)
         assert "started" in log.read_text()
-        # `exec sleep` replaced the shell: the recorded binary no longer matches, so a stale
-        # pid is never signalled by mistake...
-        assert not processes.is_running(pid, sh)
-        processes.terminate(pid, sh)
-        assert processes.is_running(pid)
+        # A recorded pid now running another binary (reused) is never signalled.
+        processes.terminate(pid, "/bin/not-the-binary")
+        assert processes.is_running(pid, sh)
     finally:
-        # ...while the right binary (or none) does stop it, and reaps the zombie.
-        processes.terminate(pid, None)
+        processes.terminate(pid, sh)
     assert not processes.is_running(pid)
+    assert "never" not in log.read_text()
 
 
 def test_a_dead_pid_is_not_running() -> None:
