@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
 
@@ -90,3 +93,29 @@ def test_wrong_digest_at_start_is_not_ready_until_fixed(start_scorer: StartScore
         assert "no model loaded" in (exc.details() or "")
     scorer.update_config(model=models.ref("v1"))
     scorer.wait_serving()
+
+
+def _children(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: set[int] = set()
+    for task in tasks.iterdir():
+        children = (task / "children").read_text().split()
+        found |= {int(c) for c in children}
+    return found
+
+
+def test_dead_worker_is_replaced(start_scorer: StartScorer, models: Models) -> None:
+    scorer = start_scorer({"model": models.ref("v1"), "workers": 2}).wait_serving()
+    scorer.wait_for("two workers", lambda: scorer.metric("scorefleet_ready_workers") == 2)
+    before = scorer.wait_for("two worker pids", lambda: _children(scorer.proc.pid)
+                             if len(_children(scorer.proc.pid)) == 2 else None)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    after = scorer.wait_for("replacement worker", lambda: _children(scorer.proc.pid)
+                            if len(_children(scorer.proc.pid) - before) == 1 else None)
+    assert victim not in after
+    scorer.wait_for("two ready workers again", lambda: scorer.metric(
+        "scorefleet_ready_workers") == 2)
+    response = scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
+        features=synthetic_features(1, seed=6)[0].tolist())), timeout=5)
+    assert response.model_version == "v1"
