@@ -1,0 +1,54 @@
+"""`scorefleet`: one entry point for the local default, the operator, the scorer and tools.
+
+    scorefleet up [--pipeline FILE]    local control plane + operator + example pipeline
+    scorefleet down                    stop them
+    scorefleet operator [kopf args]    run the operator against $KUBECONFIG
+    scorefleet scorer --config FILE    run a scorer
+    scorefleet crd [--write|--check]   print, write or check the generated CRD
+    scorefleet dev build|up|env|status|down   the local control plane alone
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "up":
+        from scorefleet import local
+
+        pipeline = Path(rest[rest.index("--pipeline") + 1]) if "--pipeline" in rest else None
+        return local.up(pipeline) if pipeline else local.up()
+    if command == "down":
+        from scorefleet import local
+
+        return local.down()
+    if command == "operator":
+        from scorefleet.operator.__main__ import main as operator_main
+
+        operator_main(rest)
+        return 0
+    if command == "scorer":
+        from scorefleet.scorer.cli import main as scorer_main
+
+        return scorer_main(rest)
+    if command == "crd":
+        from scorefleet.api.crd import main as crd_main
+
+        return crd_main(rest)
+    if command == "dev":
+        from scorefleet.dev.cli import main as dev_main
+
+        return dev_main(rest)
+    print(f"scorefleet: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
