@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent setup from a fresh clone: a virtualenv with scorefleet and its dev tools, the
+# generated gRPC stubs, and the control-plane binaries (built from Go modules, cached by
+# version under ~/.cache/scorefleet, so only the first run on a machine is slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup: Python >= 3.11 is required (found $("$PYTHON" --version))" >&2; exit 1; }
+command -v go >/dev/null || { echo "setup: Go is required to build the control plane" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+fi
+# Reinstall only when the dependency list changed.
+stamp=.venv/.scorefleet-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -m scorefleet.scorer.protogen >/dev/null
+echo "setup: python env ready in $((SECONDS - started))s" >&2
+.venv/bin/python -m scorefleet.dev build >/dev/null
+echo "setup: done in $((SECONDS - started))s" >&2
