@@ -112,9 +112,8 @@ def apiserver_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
         # ServiceAccount admission stays on (unlike envtest): the controller-manager runs and
         # creates each namespace's `default` ServiceAccount, and pods naming a missing one are
         # rejected as on a real cluster, which charts and RBAC tests should see.
-        # kwok nodes are always Ready and the node lifecycle controller is off (see
-        # controller_manager_args), so nothing would ever lift the not-ready taint this
-        # plugin puts on every new Node: pods would stay Pending.
+        # TaintNodesByCondition is off: it puts the not-ready taint on every new Node, and
+        # only the node lifecycle controller (off, see controller_manager_args) lifts it.
         "--disable-admission-plugins=TaintNodesByCondition",
         "--allow-privileged=true",
         "--profiling=false",
@@ -138,17 +137,14 @@ def controller_manager_args(binary: Path, lay: Layout, ports: Ports) -> list[str
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # kwok renews fake nodes' heartbeats too slowly for the node lifecycle controller,
-        # which then marks every pod NotReady (and kwok never sets them Ready again): with
-        # no real kubelets, that controller has nothing true to say. (scorefleet operator
-        # tests saw pods flip NotReady ~15 s after start.) Its other job, lifting the
-        # not-ready taint from new nodes, is avoided in apiserver_args.
+        # No node lifecycle controller: kwok v0.7's default heartbeat (a node status update
+        # about every 55 s here, no leases) is slower than its 50 s grace period, so nodes
+        # flapped NotReady, got the NoExecute unreachable taint, and their pods were marked
+        # NotReady, which kwok never undoes (the pod is already Running). A longer grace
+        # period would only make that rarer; with fake nodes the controller has nothing true
+        # to report, so it is off. Deployment, ReplicaSet, GC, namespace, ServiceAccount and
+        # the rest run as usual.
         "--controllers=*,-nodelifecycle",
-        # kwok v0.7's default node heartbeat (a status update every ~55 s here) is slower
-        # than the 50 s default grace, so nodes flapped NotReady and got the NoExecute
-        # unreachable taint. Three minutes keeps them Ready; leases are not used by kwok's
-        # default stages here.
-        "--node-monitor-grace-period=180s",
         "--profiling=false",
         "--v=0",
     ]

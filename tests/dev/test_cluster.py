@@ -133,6 +133,8 @@ def test_deployment_with_two_replicas_becomes_available(
         # Bound by kube-scheduler, run by kwok (no kubelet, no image pull).
         assert pod["spec"]["nodeName"] in bootstrap.NODE_NAMES
         assert pod["status"]["phase"] == "Running"
+        ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True"
         # Admitted through the ServiceAccount plugin: the controller-manager made `default`.
         assert pod["spec"]["serviceAccountName"] == "default"
         assert pod["status"]["podIP"]

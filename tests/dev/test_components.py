@@ -39,7 +39,9 @@ def test_apiserver_has_rbac_client_ca_and_service_account_keys() -> None:
     assert "--service-account-issuer=https://127.0.0.1:6443/" in argv
     assert "--service-account-signing-key-file=/state/pki/sa.key" in argv
     assert "--secure-port=6443" in argv
-    assert not any(a.startswith("--disable-admission-plugins") for a in argv)
+    # ServiceAccount admission stays on; only the plugin that taints new nodes is off.
+    disabled = [a for a in argv if a.startswith("--disable-admission-plugins")]
+    assert disabled == ["--disable-admission-plugins=TaintNodesByCondition"]
 
 
 def test_controllers_and_scheduler_do_not_leader_elect() -> None:
@@ -47,7 +49,9 @@ def test_controllers_and_scheduler_do_not_leader_elect() -> None:
         argv = _argv(name)
         assert "--leader-elect=false" in argv
         assert "--kubeconfig=/state/kubeconfig" in argv
-    assert "--root-ca-file=/state/pki/ca.crt" in _argv("kube-controller-manager")
+    kcm = _argv("kube-controller-manager")
+    assert "--root-ca-file=/state/pki/ca.crt" in kcm
+    assert "--controllers=*,-nodelifecycle" in kcm  # kwok's heartbeats are too slow for it
 
 
 def test_kwok_manages_all_nodes_and_serves_on_loopback() -> None:
