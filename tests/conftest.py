@@ -52,7 +52,8 @@ def kube(control_plane: Any) -> Any:
 
     from scorefleet.operator.kube import Kube
 
-    return Kube(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+    return Kube(config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(control_plane.kubeconfig)))
 
 
 @pytest.fixture

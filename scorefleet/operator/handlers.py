@@ -18,7 +18,8 @@ from scorefleet.operator import naming as n
 from scorefleet.operator.kube import Kube
 from scorefleet.operator.reconcile import reconcile
 
-_OWNED: dict[str, str | MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY, n.LABEL_PIPELINE: kopf.PRESENT}
+_OWNED: dict[str, str | MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY,
+                                             n.LABEL_PIPELINE: kopf.PRESENT}
 
 
 @kopf.on.login()

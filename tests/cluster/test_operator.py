@@ -50,7 +50,8 @@ def operator(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator", "--verbose"],
                                 stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
-        eventually("operator watching", lambda: "watch-stream for scoringpipelines" in log.read_text()
+        eventually("operator watching",
+                   lambda: "watch-stream for scoringpipelines" in log.read_text()
                    or proc.poll() is not None, timeout=30)
         assert proc.poll() is None, log.read_text()
         yield log
