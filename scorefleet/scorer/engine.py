@@ -47,6 +47,7 @@ class ScoringEngine:
         self.batcher: DynamicBatcher | None = None
         self.max_events_per_rpc = 8192
         self.draining = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -65,7 +66,9 @@ class ScoringEngine:
             # Requests already queued still resolve: stop() fails them, so let the queue drain
             # first by scoring what is there.
             self._run_batch(old.queue.drain_all())
-            asyncio.get_running_loop().create_task(old.stop())
+            task = asyncio.get_running_loop().create_task(old.stop())
+            self._background.add(task)  # the loop only keeps weak references to tasks
+            task.add_done_callback(self._background.discard)
 
     async def score(self, rows: Any, n: int, deadline: float | None) -> Result:
         """Score ``n`` rows (one row as a list of floats, or an [n, F] array)."""

@@ -39,25 +39,26 @@ FAST_FAIL_SECONDS = 5.0
 MAX_FAST_FAILURES = 5
 
 
-def available_cpus() -> int:
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     """CPUs this process may use: affinity mask, capped by a cgroup v2/v1 CPU quota."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    quota = _cgroup_quota()
+    quota = cgroup_cpu_quota(cgroup_root)
     if quota is not None:
         cpus = min(cpus, max(1, int(quota + 0.5)))
     return max(1, cpus)
 
 
-def _cgroup_quota() -> float | None:
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """The container's CPU limit in cores, or None if unlimited/unknown."""
     try:
-        max_, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        max_, period = (root / "cpu.max").read_text().split()[:2]
         return None if max_ == "max" else int(max_) / int(period)
     except (OSError, ValueError):
         pass
     try:
-        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        q = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        p = int((root / "cpu" / "cpu.cfs_period_us").read_text())
         return None if q <= 0 else q / p
     except (OSError, ValueError):
         return None

@@ -114,7 +114,12 @@ class Worker:
              reflection.SERVICE_NAME), server, pool=MethodAwarePool(descriptor_pool.Default()))
         await self._set_health(False)
         address = f"{self.host}:{config.port}"
-        if server.add_insecure_port(address) == 0:
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio raises on bind failure; older versions return 0
+            log.error("cannot bind %s: %s", address, exc)
+            return 1
+        if bound == 0:
             log.error("cannot bind %s", address)
             return 1
         self.server = server
