@@ -22,8 +22,9 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def cluster() -> ClusterInfo:
-    return ensure_up()
+def cluster(control_plane: ClusterInfo) -> ClusterInfo:
+    """The session's cluster (tests/conftest.py starts it with `ensure_up()`)."""
+    return control_plane
 
 
 @pytest.fixture(scope="module")
