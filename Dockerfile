@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# One image for the operator (default CMD) and the scorer (the operator's scorer Deployments
+# set `command: [python, -m, scorefleet.scorer]`). Build from the repository root:
+#
+#   docker build -t ghcr.io/scorefleet/scorer:0.1.0 .
+#
+# Not built on the development machines or in CI (no container engine there):
+# tests/chart/test_image.py runs hadolint on this file and replays the build stage's steps in
+# a temporary directory. See docs/deploy.md.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: generate the proto stubs, build the wheel, install it into /opt/venv ----------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# Build tools get a venv of their own, which never reaches the final stage.
+RUN python -m venv /opt/tools \
+ && /opt/tools/bin/pip install "grpcio-tools>=1.66" "setuptools>=68" wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY scorefleet/ scorefleet/
+# The stubs under scorefleet/scorer/_generated are gitignored: generated here, shipped in the wheel.
+RUN /opt/tools/bin/python -m scorefleet.scorer.protogen \
+ && /opt/tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+# The runtime venv holds the wheel and its dependencies only: no pip, no grpcio-tools.
+# The wheel leaves out the stubs' stamp file (_generated/PROTO_SHA, not in pyproject's
+# package-data); without it the scorer would try to regenerate the stubs at start-up, with no
+# grpcio-tools and a read-only root filesystem. So it is copied in beside them.
+RUN python -m venv --without-pip /opt/venv \
+ && python -m pip --python /opt/venv/bin/python install /wheels/*.whl \
+ && cp scorefleet/scorer/_generated/PROTO_SHA \
+       "$(/opt/venv/bin/python -c 'import os, scorefleet.scorer._generated as g; print(os.path.dirname(g.__file__))')/"
+
+# ---- final: the base image, a non-root user and the venv -----------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="scorefleet" \
+      org.opencontainers.image.description="scorefleet operator and gRPC scorer" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 scorefleet \
+ && useradd --system --uid 10001 --gid scorefleet --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin scorefleet
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+# 8080 operator liveness (Kopf), 9000 scorer gRPC, 9090 scorer metrics.
+EXPOSE 8080 9000 9090
+CMD ["python", "-m", "scorefleet.operator"]
