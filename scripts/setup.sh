@@ -11,6 +11,16 @@ PYTHON=${PYTHON:-python3}
   || { echo "setup: Python >= 3.11 is required (found $("$PYTHON" --version))" >&2; exit 1; }
 command -v go >/dev/null || { echo "setup: Go is required to build the control plane" >&2; exit 1; }
 
+# A real Prometheus for the metrics tests (Debian's package; no service is started).
+if ! command -v prometheus >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: install Prometheus (Debian: apt-get install prometheus)" >&2; exit 1
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
