@@ -115,7 +115,8 @@ ExpiredHook = Callable[[list[Pending]], None]
 
 
 class DynamicBatcher:
-    """Runs :class:`BatchQueue` on the event loop. ``runner`` must resolve every future."""
+    """Runs :class:`BatchQueue` on the event loop. ``runner`` must resolve every future that is
+    not already done (a cancelled RPC's future is done)."""
 
     def __init__(self, policy: BatchPolicy, runner: BatchRunner,
                  on_expired: ExpiredHook | None = None) -> None:
@@ -179,8 +180,6 @@ class DynamicBatcher:
                 timer.cancel()
                 continue
             batch, expired = queue.take(loop.time())
-            # A cancelled RPC (client gone) leaves a done future: skip its rows.
-            batch = [item for item in batch if not item.future.done()]
             if expired:
                 for item in expired:
                     if not item.future.done():

@@ -113,6 +113,8 @@ class ScoringEngine:
 
     def _run_batch(self, batch: list[Pending]) -> None:
         """Batcher callback: assemble, validate, infer, resolve every future."""
+        # A cancelled RPC (client gone) leaves a done future: skip its rows.
+        batch = [item for item in batch if not item.future.done()]
         if not batch:
             return
         model = self.primary

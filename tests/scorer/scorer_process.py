@@ -85,7 +85,7 @@ class ScorerProcess:
             return None
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
-    def wait_serving(self, timeout: float = 30.0) -> ScorerProcess:
+    def wait_serving(self, timeout: float = 60.0) -> ScorerProcess:
         self.wait_for("health SERVING", lambda: self.health_status() == "SERVING", timeout)
         return self
 
