@@ -211,8 +211,13 @@ def _bootstrap(info: ClusterInfo, files: pki.PkiFiles) -> None:
     print(f"{'bootstrap':<24} {'':<12} done in {time.monotonic() - started:.1f}s", file=sys.stderr)
 
 
-def ensure_up() -> ClusterInfo:
-    """Build what is missing, start the cluster unless it is already healthy, and return it."""
+def ensure_up(attempts: int = 2) -> ClusterInfo:
+    """Build what is missing, start the cluster unless it is already healthy, and return it.
+
+    A failed start is retried once from scratch: ports are picked free but only bound a
+    moment later, and other clusters on the machine (tests start their own) can take one
+    in between.
+    """
     built = build.build_all()
     binaries = {b.tool.name: b.path for b in built}
     with _locked():
@@ -220,14 +225,21 @@ def ensure_up() -> ClusterInfo:
         info = _healthy(lay)
         if info is not None:
             return info
-        _teardown(lay)
-        try:
-            return _start(lay, binaries)
-        except BaseException:
-            # Keep the state directory: its logs say what went wrong; the next `up` or
-            # `down` removes it.
-            _stop_processes(lay)
-            raise
+        for attempt in range(1, attempts + 1):
+            _teardown(lay)
+            try:
+                return _start(lay, binaries)
+            except (RuntimeError, TimeoutError) as err:
+                # Keep the state directory: its logs say what went wrong; the next `up` or
+                # `down` removes it.
+                _stop_processes(lay)
+                if attempt == attempts:
+                    raise
+                print(f"up: attempt {attempt} failed, retrying: {err}", file=sys.stderr)
+            except BaseException:
+                _stop_processes(lay)
+                raise
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 def stop() -> None:
