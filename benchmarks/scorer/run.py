@@ -27,13 +27,14 @@ from ort_options import check_matches_scorer
 from payloads import LoadSpec, write_payloads
 from procs import free_port, server_process
 from report import TargetResult, markdown, results_json, targets_markdown
-from servers import MODEL_NAME, ServerDef, server_defs
+from servers import MODEL_NAME, ServerDef, ensure_scorer_importable, server_defs
 from sweeps import FULL, QUICK, SweepPlan, closed_sweep, open_sweep, peak
 
 HERE = Path(__file__).resolve().parent
 SERVER_CPUS, CLIENT_CPUS = "0", "1"
 # The pinned pass (~5 min) runs only if the shared one left room in the ~25 min budget.
 PINNED_BUDGET_S = 17 * 60
+WORKAROUNDS: list[str] = []  # scorer problems worked around during this run
 
 
 def log(msg: str) -> None:
@@ -64,6 +65,11 @@ def measure_server(server: ServerDef, tools: Tools, specs: dict[str, LoadSpec], 
     ghz = GhzRunner(tools.ghz, tools.proto_root, f"127.0.0.1:{port}", ghz_dir,
                     ["taskset", "-c", CLIENT_CPUS] if pinned else [])
     out: dict[str, TargetResult] = {}
+    if server.name.startswith("scorefleet"):
+        note = ensure_scorer_importable()
+        if note:
+            log(f"WORKAROUND: {note}")
+            WORKAROUNDS.append(note)
     log(f"start {server.name} ({mode}): {' '.join(argv)}")
     with server_process(argv, run_dir / f"{server.name}-{mode}.log", env=server.env,
                         cwd=REPO) as proc:
@@ -117,8 +123,19 @@ def main(argv: list[str] | None = None) -> int:
                if args.only is None or s.name in args.only]
     results: dict[str, TargetResult] = {}
     pinned: dict[str, TargetResult] = {}
+    failures: dict[str, str] = {}
+
+    def measure(server: ServerDef, plan: SweepPlan, pinned: bool) -> dict[str, TargetResult]:
+        try:
+            return measure_server(server, tools, specs, run_dir, plan, pinned)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            key = f"{server.name}-{'pinned' if pinned else 'shared'}"
+            failures[key] = f"{type(exc).__name__}: {exc}"
+            log(f"FAILED {key}: {exc} (log in {run_dir})")
+            return {}
+
     for server in servers:
-        results.update(measure_server(server, tools, specs, run_dir, plan, False))
+        results.update(measure(server, plan, False))
     pinned_note = "skipped (--quick or --no-pinned)"
     if not args.quick and not args.no_pinned and time.monotonic() - started > PINNED_BUDGET_S:
         pinned_note = f"skipped: the shared pass took over {PINNED_BUDGET_S / 60:.0f} min"
@@ -126,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         pinned_note = "ran"
         pin_plan = SweepPlan((16, 64), plan.open_fractions, 3.0, refine=False)
         for server in servers:
-            pinned.update(measure_server(server, tools, specs, run_dir, pin_plan, True))
+            pinned.update(measure(server, pin_plan, True))
     meta = {
         "command": "python benchmarks/scorer/run.py" + (" --quick" if args.quick else ""),
         "quick": args.quick, "elapsed_s": round(time.monotonic() - started, 1),
@@ -137,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                                        ).stdout.strip()},
         "load": "ghz shares the 2 cores with the server unless noted (pinned)",
         "pinned_pass": pinned_note,
+        "workarounds": WORKAROUNDS,
+        "failures": failures,
         "run_dir": str(run_dir),
     }
     data = results_json(results, pinned, compute, meta)

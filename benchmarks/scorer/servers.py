@@ -7,6 +7,8 @@ against it in turn. scorefleet runs from its own command with a config file, as 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,28 @@ class ServerDef:
     targets: tuple[Target, ...]
     ready_label: str  # the payload used to probe readiness
     env: dict[str, str] = field(default_factory=dict)
+
+
+def ensure_scorer_importable() -> str | None:
+    """Work around a scorer build bug; returns a note when the workaround was needed.
+
+    ``scorefleet.scorer.protogen._rewrite_imports`` rewrites imports once per top-level proto
+    package, iterating a ``set``: when "inference" comes before "scorefleet" (about half of all
+    hash seeds), the already-rewritten ``from scorefleet.scorer._generated.inference import`` is
+    rewritten again into ``scorefleet.scorer._generated.scorefleet.scorer._generated...`` and
+    every worker dies at import. The stamp still matches, so the broken tree is never rebuilt.
+    Here: check the import; if it fails, regenerate with a hash seed whose order is correct.
+    """
+    check = [sys.executable, "-c", "import scorefleet.scorer.protos"]
+    if subprocess.run(check, cwd=REPO, capture_output=True, timeout=120).returncode == 0:
+        return None
+    for seed in range(10):
+        subprocess.run([sys.executable, "-m", "scorefleet.scorer.protogen"], cwd=REPO,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}, capture_output=True,
+                       check=True, timeout=300)
+        if subprocess.run(check, cwd=REPO, capture_output=True, timeout=120).returncode == 0:
+            return f"generated code was broken (protogen import rewrite); regenerated, seed {seed}"
+    raise RuntimeError("scorer's generated code does not import; see protogen._rewrite_imports")
 
 
 def scorefleet_config(port: int, metrics_port: int, model: Path,
