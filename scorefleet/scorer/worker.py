@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -233,4 +234,11 @@ def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Everything is drained and released by now. Interpreter finalization (gRPC core and
+    # onnxruntime teardown) took a further ~2 s, measured, for nothing: skip it so a pod's
+    # termination is not longer than its drain.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
