@@ -119,3 +119,21 @@ def test_dead_worker_is_replaced(start_scorer: StartScorer, models: Models) -> N
     response = scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
         features=synthetic_features(1, seed=6)[0].tolist())), timeout=5)
     assert response.model_version == "v1"
+
+
+def test_batching_limits_reload_live(start_scorer: StartScorer, models: Models) -> None:
+    scorer = start_scorer({"model": models.ref("v1"),
+                           "batching": {"maxQueueSize": 1000}}).wait_serving()
+    rows = synthetic_features(20, seed=7)
+    request = v1_pb2.ScoreBatchRequest(events=[v1_pb2.Event(features=r.tolist()) for r in rows])
+    assert len(scorer.scorer.ScoreBatch(request, timeout=5).scores) == 20
+    scorer.update_config(batching={"maxQueueSize": 10})
+
+    def refused() -> str | None:
+        try:
+            scorer.scorer.ScoreBatch(request, timeout=5)
+        except grpc.RpcError as exc:
+            return str(exc.details())
+        return None
+
+    assert "exceeds the limit of 10" in scorer.wait_for("new limit applied", refused)

@@ -43,3 +43,25 @@ def test_shadow_pairs_match_local_counts(start_scorer: StartScorer, models: Mode
                              model_version=version) == len(x)
     assert scorer.metric("scorefleet_model_loaded", role="shadow", model_version="v2") == 1
     assert scorer.metric("scorefleet_shadow_skipped_events_total") == 0
+
+
+def test_shadow_cpu_budget_skips_and_counts(start_scorer: StartScorer, models: Models) -> None:
+    scorer = start_scorer({
+        "model": models.ref("v1"),
+        "shadow": {"model": models.ref("v2"), "sampleRate": 1.0, "maxCpuFraction": 0.001},
+    }).wait_serving()
+    x = synthetic_features(256, seed=10)
+    request = v1_pb2.ScoreBatchRequest(matrix=v1_pb2.FeatureMatrix(
+        num_features=NUM_FEATURES, features=x.ravel().tolist()))
+    sent = 0
+    for _ in range(60):
+        assert len(scorer.scorer.ScoreBatch(request, timeout=5).scores) == len(x)
+        sent += len(x)
+
+    def accounted() -> bool:
+        pairs = scorer.metric("scorefleet_shadow_pairs_total")
+        skipped = scorer.metric("scorefleet_shadow_skipped_events_total")
+        return pairs + skipped == sent
+
+    scorer.wait_for("every sampled event paired or skipped", accounted, timeout=10)
+    assert scorer.metric("scorefleet_shadow_skipped_events_total", reason="budget") > 0
