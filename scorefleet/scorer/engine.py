@@ -105,7 +105,9 @@ class ScoringEngine:
         rec.batch_size.observe(len(x))
         shadow = self.shadow
         if shadow is not None:
-            shadow.offer(x, scores, model)
+            # Next loop iteration: after this batch's futures are resolved and, on the direct
+            # path, after the handler has returned its response.
+            asyncio.get_running_loop().call_soon(shadow.offer, x, scores, model)
         return scores
 
     def _on_expired(self, items: list[Pending]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from scorefleet.scorer.example_model import NUM_FEATURES, synthetic_features
 from scorefleet.scorer.protos import v1_pb2
@@ -11,11 +12,14 @@ from tests.scorer.conftest import StartScorer
 from tests.scorer.scorer_process import Models
 
 
-def test_shadow_pairs_match_local_counts(start_scorer: StartScorer, models: Models) -> None:
+@pytest.mark.parametrize("batching", [True, False], ids=["batched", "direct"])
+def test_shadow_pairs_match_local_counts(start_scorer: StartScorer, models: Models,
+                                         batching: bool) -> None:
     shadow_ref = models.ref("v2", threshold=0.4)
     scorer = start_scorer({
         "model": models.ref("v1", threshold=0.5),
         "shadow": {"model": shadow_ref, "sampleRate": 1.0, "maxCpuFraction": 1.0},
+        "batching": {"enabled": batching},
     }).wait_serving()
     x = synthetic_features(400, seed=9)
     primary: list[float] = []
