@@ -27,11 +27,12 @@ RUN /opt/tools/bin/python -m scorefleet.scorer.protogen \
 # The runtime venv holds the wheel and its dependencies only: no pip, no grpcio-tools.
 # The wheel leaves out the stubs' stamp file (_generated/PROTO_SHA, not in pyproject's
 # package-data); without it the scorer would try to regenerate the stubs at start-up, with no
-# grpcio-tools and a read-only root filesystem. So it is copied in beside them.
+# grpcio-tools and a read-only root filesystem. So it is copied in beside them (`python -I`:
+# find the installed package, not the one in the working directory).
 RUN python -m venv --without-pip /opt/venv \
  && python -m pip --python /opt/venv/bin/python install /wheels/*.whl \
  && cp scorefleet/scorer/_generated/PROTO_SHA \
-       "$(/opt/venv/bin/python -c 'import os, scorefleet.scorer._generated as g; print(os.path.dirname(g.__file__))')/"
+       "$(/opt/venv/bin/python -I -c 'import os, scorefleet.scorer._generated as g; print(os.path.dirname(g.__file__))')/"
 
 # ---- final: the base image, a non-root user and the venv -----------------------------------
 FROM ${PYTHON_IMAGE}

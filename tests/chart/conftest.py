@@ -29,7 +29,8 @@ def helm_bin() -> Path:
 
 
 def run(cmd: list[str | Path], check: bool = True, stdin: str | None = None,
-        env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=stdin,
                           env=env, timeout=timeout, check=False)
     if check and proc.returncode != 0:
