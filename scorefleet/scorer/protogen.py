@@ -119,9 +119,27 @@ def is_current(out_dir: Path = OUT_DIR) -> bool:
 
 
 def ensure_generated() -> None:
-    """Generate the code if it is missing or stale (protos changed since last run)."""
-    if not is_current():
-        generate()
+    """Generate the code if it is missing or stale (protos changed since last run).
+
+    Many processes call this at import (workers, tests, benchmarks); an exclusive lock makes
+    one of them generate and the others wait for it instead of swapping directories under
+    each other.
+    """
+    if is_current():
+        return
+    import fcntl
+    import hashlib
+
+    # Outside the source tree (nothing to gitignore), one lock per checkout.
+    tag = hashlib.sha256(str(OUT_DIR).encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir()) / f"scorefleet-protogen-{tag}.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not is_current():
+                generate()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:
