@@ -38,3 +38,15 @@ def test_cgroup_v1_quota(tmp_path: Path) -> None:
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert cgroup_cpu_quota(tmp_path) == 0.5
     assert available_cpus(tmp_path) == 1
+
+
+def test_invalid_config_exits_2_naming_the_field(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE + "workers: -1\n")
+    proc = subprocess.run([sys.executable, "-m", "scorefleet.scorer", "--config", str(config),
+                           "--host", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "workers" in proc.stderr
