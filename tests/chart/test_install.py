@@ -7,6 +7,7 @@ tests/chart/test_cluster.py runs that."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from typing import Any
 
@@ -19,8 +20,6 @@ pytestmark = pytest.mark.cluster
 
 
 def helm(*args: str) -> str:
-    import subprocess
-
     proc = subprocess.run(["helm", *args], capture_output=True, text=True, timeout=300,
                           check=False)
     assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
