@@ -3,6 +3,8 @@ schema, and the CRD being the generated file itself."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -216,3 +218,14 @@ def test_schema_rejects(helm: Helm, values: dict[str, Any], field: str) -> None:
     assert out.returncode != 0, f"accepted {values}"
     assert "values don't meet the specifications of the schema" in out.stderr
     assert field in out.stderr, out.stderr
+
+
+def test_operator_module_has_no_one_namespace_mode_yet(tmp_path: Path) -> None:
+    """Why the chart's one-namespace command is `python -m kopf run ...`: the operator module
+    always passes --all-namespaces, and Kopf refuses it together with --namespace. When this
+    fails, the module has learnt a namespace option: switch the chart's Deployment to it."""
+    proc = subprocess.run([sys.executable, "-m", "scorefleet.operator", "--namespace=ml"],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "none")})
+    assert proc.returncode == 2
+    assert "Either --namespace or --all-namespaces can be used, not both" in proc.stderr
