@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -73,6 +74,38 @@ def _rate(results: dict[str, TargetResult], key: str, events: bool = False) -> f
     return best.events_per_s if events else best.ok_rps
 
 
+def noise_robust(results: dict[str, TargetResult]) -> dict[str, Any]:
+    """Figures that shared-machine noise moves less than it moves a p99: closed-loop peaks and
+    server CPU per event (at each target's closed-loop peak), and the ratios they give."""
+    peaks = {k: peak(t.closed) for k, t in results.items() if t.closed}
+    cpu = {k: r.server_cpu_us_per_event for k, r in peaks.items()}
+    rps = {k: r.ok_rps for k, r in peaks.items()}
+    events = {k: r.events_per_s for k, r in peaks.items()}
+    others = sorted(r.other_cpu_share for t in results.values() for r in [*t.closed, *t.open]
+                    if r.other_cpu_share == r.other_cpu_share)  # drop NaN (unknown)
+    return {
+        "closed_peak_rps": rps,
+        "closed_peak_events_per_s": events,
+        "closed_peak_p99_ms": {k: r.p99_ms for k, r in peaks.items()},
+        "server_cpu_us_per_event_at_peak": cpu,
+        "ratios": {
+            "unary_vs_kserve_closed_peak": _ratio(rps.get("scorefleet_unary"),
+                                                  rps.get("kserve_unary")),
+            "oip_unary_vs_kserve_closed_peak": _ratio(rps.get("scorefleet_oip_unary"),
+                                                      rps.get("kserve_unary")),
+            "unary_vs_kserve_cpu_efficiency": _ratio(cpu.get("kserve_unary"),
+                                                     cpu.get("scorefleet_unary")),
+            "batching_vs_unbatched_closed_peak": _ratio(rps.get("scorefleet_unary"),
+                                                        rps.get("scorefleet_unbatched_unary")),
+            "batching_vs_unbatched_cpu_efficiency": _ratio(
+                cpu.get("scorefleet_unbatched_unary"), cpu.get("scorefleet_unary")),
+            "unary_vs_transport_ceiling_closed_peak": _ratio(
+                rps.get("scorefleet_unary"), rps.get("grpcgo_ceiling_unary")),
+        },
+        "others_cpu_share_median": others[len(others) // 2] if others else None,
+    }
+
+
 def headline(results: dict[str, TargetResult], compute: list[ComputeResult]) -> dict[str, Any]:
     kserve = _rate(results, "kserve_unary")
     unary = _rate(results, "scorefleet_unary")
@@ -118,6 +151,7 @@ def results_json(results: dict[str, TargetResult], pinned: dict[str, TargetResul
     out: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(), **meta, **headline(results, compute),
+        "noise_robust": noise_robust(results),
         "model_compute": [asdict(c) for c in compute],
         "summary": {k: t.summary() for k, t in results.items()},
         "curves": {k: {"closed": [asdict(r) for r in t.closed],
@@ -127,6 +161,7 @@ def results_json(results: dict[str, TargetResult], pinned: dict[str, TargetResul
         out["pinned"] = {
             "note": "server on CPU 0, ghz on CPU 1 (taskset): each side gets one core",
             "headline": headline(pinned, compute),
+            "noise_robust": noise_robust(pinned),
             "summary": {k: t.summary() for k, t in pinned.items()},
             "curves": {k: {"closed": [asdict(r) for r in t.closed],
                            "open": [asdict(r) for r in t.open]} for k, t in pinned.items()},
@@ -176,3 +211,45 @@ def targets_markdown(data: dict[str, Any]) -> str:
         f"(at SLO: {d['ratio_at_slo']}x) | {d['met']} |",
     ]
     return "\n".join(rows) + "\n"
+
+
+def _step(raw: dict[str, Any]) -> StepResult:
+    # Files from before a field existed: mark it unknown rather than refuse them.
+    return StepResult(**{"client_cpu_us_per_rpc": float("nan"),
+                         "other_cpu_share": float("nan"), **raw})
+
+
+def load(path: Path) -> tuple[dict[str, TargetResult], dict[str, TargetResult], dict[str, Any]]:
+    """Rebuild the target results from a results.json (to re-render tables without re-running)."""
+    data: dict[str, Any] = json.loads(path.read_text())
+
+    def targets(section: dict[str, Any]) -> dict[str, TargetResult]:
+        out: dict[str, TargetResult] = {}
+        for key, summ in section.get("summary", {}).items():
+            curves = section["curves"][key]
+            out[key] = TargetResult(
+                key, summ["server"], summ["call"], summ["events_per_rpc"], summ["slo_p99_ms"],
+                summ["mode"], [_step(r) for r in curves["closed"]],
+                [_step(r) for r in curves["open"]])
+        return out
+
+    return targets(data), targets(data.get("pinned", {})), data
+
+
+def rerender(path: Path) -> str:
+    """Recompute headline, ratios and tables of an existing results.json in place."""
+    results, pinned, data = load(path)
+    compute = [ComputeResult(**c) for c in data["model_compute"]]
+    fresh = results_json(results, pinned, compute, {})
+    keep = {k: v for k, v in data.items() if k not in fresh or k in ("date", "machine")}
+    data = {**fresh, **keep}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    md = markdown(results, pinned) + "\n" + targets_markdown(data)
+    path.with_suffix(".md").write_text(md)
+    return md
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rerender(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/scorer/results.json")))
