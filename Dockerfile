@@ -24,15 +24,11 @@ COPY scorefleet/ scorefleet/
 # The stubs under scorefleet/scorer/_generated are gitignored: generated here, shipped in the wheel.
 RUN /opt/tools/bin/python -m scorefleet.scorer.protogen \
  && /opt/tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
-# The runtime venv holds the wheel and its dependencies only: no pip, no grpcio-tools.
-# The wheel leaves out the stubs' stamp file (_generated/PROTO_SHA, not in pyproject's
-# package-data); without it the scorer would try to regenerate the stubs at start-up, with no
-# grpcio-tools and a read-only root filesystem. So it is copied in beside them (`python -I`:
-# find the installed package, not the one in the working directory).
+# The runtime venv holds the wheel and its dependencies only: no pip, no grpcio-tools. The
+# wheel carries the stubs and their stamp (_generated/PROTO_SHA), so the scorer never tries to
+# regenerate them at start-up (it could not: no grpcio-tools, read-only root filesystem).
 RUN python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install /wheels/*.whl \
- && cp scorefleet/scorer/_generated/PROTO_SHA \
-       "$(/opt/venv/bin/python -I -c 'import os, scorefleet.scorer._generated as g; print(os.path.dirname(g.__file__))')/"
+ && python -m pip --python /opt/venv/bin/python install /wheels/*.whl
 
 # ---- final: the base image, a non-root user and the venv -----------------------------------
 FROM ${PYTHON_IMAGE}

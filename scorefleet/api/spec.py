@@ -53,8 +53,12 @@ class ScorerSpec(CamelModel):
             ".batching.maxBatchSize"),
     )}
 
-    image: str = Field(default=DEFAULT_SCORER_IMAGE, min_length=1, max_length=512)
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="Scorer image; unset means the operator's default (the release it ships "
+                    "with), so upgrading the operator upgrades scorers that do not pin one.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="Unset means the operator's default.")
     port: int = Field(default=9000, ge=1024, le=65535, description="gRPC port.")
     metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Prometheus port.")
     resources: Resources = Field(

@@ -18,6 +18,7 @@ import yaml
 from scorefleet.api.common import duration_seconds
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.api.scorer_config import ModelRef, ScorerConfig, ShadowScoringConfig, Track
+from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.operator import naming as n
 
 Manifest = dict[str, Any]
@@ -27,6 +28,17 @@ _SUFFIXES: dict[str, Decimal] = {
     **{s: Decimal(10) ** e for s, e in [("n", -9), ("u", -6), ("m", -3), ("k", 3), ("M", 6),
                                          ("G", 9), ("T", 12), ("P", 15), ("E", 18)]},
 }
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the operator's own deployment decides for pipelines that do not say."""
+
+    scorer_image: str = DEFAULT_SCORER_IMAGE
+    scorer_image_pull_policy: str = "IfNotPresent"
+
+
+DEFAULTS = Defaults()
 
 
 @dataclass(frozen=True)
@@ -115,15 +127,15 @@ def config_map(pipeline: ScoringPipeline, plan: TrackPlan) -> Manifest:
     }
 
 
-def deployment(pipeline: ScoringPipeline, plan: TrackPlan) -> Manifest:
+def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -> Manifest:
     name = n.track_name(pipeline.metadata.name, plan.track)
     scorer = pipeline.spec.scorer
     labels = n.track_labels(pipeline.metadata.name, plan.track)
     stop_seconds = duration_seconds(scorer.drain_delay) + duration_seconds(scorer.grace_period)
     container: dict[str, Any] = {
         "name": n.CONTAINER,
-        "image": scorer.image,
-        "imagePullPolicy": scorer.image_pull_policy,
+        "image": scorer.image or defaults.scorer_image,
+        "imagePullPolicy": scorer.image_pull_policy or defaults.scorer_image_pull_policy,
         "command": ["python", "-m", "scorefleet.scorer"],
         "args": ["--config", f"{n.CONFIG_DIR}/{n.CONFIG_FILE}"],
         "ports": [
@@ -192,14 +204,15 @@ def _service(pipeline: ScoringPipeline, name: str, headless: bool) -> Manifest:
     }
 
 
-def plan_children(pipeline: ScoringPipeline, tracks: list[TrackPlan]) -> list[Manifest]:
+def plan_children(pipeline: ScoringPipeline, tracks: list[TrackPlan],
+                  defaults: Defaults = DEFAULTS) -> list[Manifest]:
     """Every child the pipeline should have, in the order they should be applied.
 
     ConfigMaps come before the Deployments that mount them, so a new pod never starts without
     its config.
     """
     out: list[Manifest] = [config_map(pipeline, t) for t in tracks]
-    out += [deployment(pipeline, t) for t in tracks]
+    out += [deployment(pipeline, t, defaults) for t in tracks]
     out.append(_service(pipeline, pipeline.metadata.name, headless=False))
     out.append(_service(pipeline, n.headless_service_name(pipeline.metadata.name), headless=True))
     return out

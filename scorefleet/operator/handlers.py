@@ -7,6 +7,7 @@ a hand-edited or deleted child is repaired).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,9 @@ import kopf
 from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESENT
 
 from scorefleet.api import pipeline as p
+from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.operator import naming as n
+from scorefleet.operator.children import Defaults
 from scorefleet.operator.kube import Kube
 from scorefleet.operator.reconcile import reconcile
 
@@ -42,6 +45,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     memo["kube"] = Kube()
+    memo["defaults"] = Defaults(
+        scorer_image=os.environ.get("SCOREFLEET_SCORER_IMAGE") or DEFAULT_SCORER_IMAGE,
+        scorer_image_pull_policy=os.environ.get("SCOREFLEET_SCORER_IMAGE_PULL_POLICY")
+        or "IfNotPresent")
 
 
 @kopf.on.resume(p.GROUP, p.VERSION, p.PLURAL)
@@ -49,7 +56,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.update(p.GROUP, p.VERSION, p.PLURAL)
 def pipeline_changed(namespace: str | None, name: str, memo: kopf.Memo,
                      logger: kopf.Logger, **_: Any) -> None:
-    reconcile(memo["kube"], namespace or "default", name, logger)
+    reconcile(memo["kube"], namespace or "default", name, logger, memo["defaults"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
@@ -57,4 +64,5 @@ def pipeline_changed(namespace: str | None, name: str, memo: kopf.Memo,
 @kopf.on.event("", "v1", "configmaps", labels=_OWNED)
 def child_changed(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo,
                   logger: kopf.Logger, **_: Any) -> None:
-    reconcile(memo["kube"], namespace or "default", labels[n.LABEL_PIPELINE], logger)
+    reconcile(memo["kube"], namespace or "default", labels[n.LABEL_PIPELINE], logger,
+              memo["defaults"])

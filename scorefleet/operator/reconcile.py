@@ -18,7 +18,14 @@ from typing import Any
 
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.operator.announce import announce
-from scorefleet.operator.children import Manifest, TrackPlan, child_key, plan_children
+from scorefleet.operator.children import (
+    DEFAULTS,
+    Defaults,
+    Manifest,
+    TrackPlan,
+    child_key,
+    plan_children,
+)
 from scorefleet.operator.kube import Kube, KubeError, Obj
 from scorefleet.operator.status_decision import (
     DeploymentState,
@@ -85,21 +92,22 @@ def _lock(namespace: str, name: str) -> threading.Lock:
 
 
 def reconcile(kube: Kube, namespace: str, name: str, logger: Logger,
+              defaults: Defaults = DEFAULTS,
               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ReconcileResult | None:
     """Bring one pipeline's children and status in line with its spec. None if it is gone."""
     with _lock(namespace, name):
         body = kube.get_pipeline(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # being deleted: garbage collection removes the children
-        return _reconcile(kube, body, logger, now)
+        return _reconcile(kube, body, logger, defaults, now)
 
 
-def _reconcile(kube: Kube, body: Obj, logger: Logger,
+def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
                now: Callable[[], datetime]) -> ReconcileResult:
     pipeline = ScoringPipeline.from_body(body)
     ns, name = pipeline.metadata.namespace, pipeline.metadata.name
     tracks = plan_tracks(pipeline)
-    desired = plan_children(pipeline, tracks)
+    desired = plan_children(pipeline, tracks, defaults)
     existing = kube.list_children(ns, name)
     result = ReconcileResult()
 

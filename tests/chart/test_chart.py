@@ -3,8 +3,6 @@ schema, and the CRD being the generated file itself."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -159,8 +157,7 @@ def test_custom_render(helm: Helm) -> None:
     c = operator_container(docs)
     assert c["image"] == "registry.example/sf:1.2.3"
     assert c["imagePullPolicy"] == "Always"
-    assert c["command"] == ["python", "-m", "kopf", "run", "--standalone",
-                            "-m", "scorefleet.operator.handlers"]
+    assert c["command"] == ["python", "-m", "scorefleet.operator"]
     assert c["args"] == ["--namespace=ml", "--liveness=http://0.0.0.0:18080/healthz",
                          "--verbose", "--log-format=json"]
     assert c["ports"][0]["containerPort"] == 18080
@@ -220,12 +217,13 @@ def test_schema_rejects(helm: Helm, values: dict[str, Any], field: str) -> None:
     assert field in out.stderr, out.stderr
 
 
-def test_operator_module_has_no_one_namespace_mode_yet(tmp_path: Path) -> None:
-    """Why the chart's one-namespace command is `python -m kopf run ...`: the operator module
-    always passes --all-namespaces, and Kopf refuses it together with --namespace. When this
-    fails, the module has learnt a namespace option: switch the chart's Deployment to it."""
-    proc = subprocess.run([sys.executable, "-m", "scorefleet.operator", "--namespace=ml"],
-                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "none")})
-    assert proc.returncode == 2
-    assert "Either --namespace or --all-namespaces can be used, not both" in proc.stderr
+def test_operator_module_scopes_to_the_namespace_it_is_given() -> None:
+    """The chart runs `python -m scorefleet.operator` in both modes; with --namespace the module
+    must not also pass --all-namespaces (Kopf refuses the two together)."""
+    from scorefleet.operator.__main__ import kopf_args
+
+    assert "--all-namespaces" in kopf_args(["--verbose"])
+    for scoped in (["--namespace=ml"], ["-n", "ml"], ["--namespace", "ml"]):
+        args = kopf_args(scoped)
+        assert "--all-namespaces" not in args
+        assert args[-len(scoped):] == scoped

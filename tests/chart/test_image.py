@@ -252,8 +252,6 @@ def test_installed_package_is_self_contained(built: Built) -> None:
 def test_entry_points_start(built: Built) -> None:
     operator = built.python("-m", "scorefleet.operator", "--help")
     assert "--liveness" in operator.stdout
-    # The chart's one-namespace command line.
-    assert "--namespace" in built.python("-m", "kopf", "run", "--help").stdout
     scorer = built.python("-m", "scorefleet.scorer", "--help")
     assert "--config" in scorer.stdout
 

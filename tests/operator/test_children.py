@@ -104,3 +104,19 @@ def test_workers_follow_cpu_request(millicores: int) -> None:
 
 def test_explicit_workers_win() -> None:
     assert scorer_workers(make_pipeline({"scorer": {"workers": 3}})) == 3
+
+
+def test_scorer_image_defaults_to_the_operators_unless_pinned() -> None:
+    from scorefleet.operator.children import Defaults
+
+    defaults = Defaults(scorer_image="registry.local/scorer:2.0", scorer_image_pull_policy="Always")
+    p = make_pipeline()
+    dep = next(m for m in plan_children(p, [TrackPlan("stable", p.spec.model, 1)], defaults)
+               if m["kind"] == "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert (c["image"], c["imagePullPolicy"]) == ("registry.local/scorer:2.0", "Always")
+    pinned = make_pipeline({"scorer": {"image": "mine:1", "imagePullPolicy": "Never"}})
+    dep = next(m for m in plan_children(pinned, [TrackPlan("stable", p.spec.model, 1)],
+                                        defaults) if m["kind"] == "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert (c["image"], c["imagePullPolicy"]) == ("mine:1", "Never")
