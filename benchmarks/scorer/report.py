@@ -198,6 +198,23 @@ def markdown(results: dict[str, TargetResult], pinned: dict[str, TargetResult]) 
     return "\n".join(lines) + "\n"
 
 
+def noise_markdown(data: dict[str, Any]) -> str:
+    """Closed-loop peaks and CPU per event, shared and pinned, per series."""
+    nr = data["noise_robust"]
+    pn = data.get("pinned", {}).get("noise_robust", {})
+    rows = ["| series | closed-loop peak RPC/s | events/s | p99 there (ms) "
+            "| server CPU us/event at peak | pinned peak RPC/s | pinned CPU us/event |",
+            "|---|---|---|---|---|---|---|"]
+    for key, rps in nr["closed_peak_rps"].items():
+        rows.append(
+            f"| {key} | {_fmt(rps)} | {_fmt(nr['closed_peak_events_per_s'][key])} "
+            f"| {_fmt(nr['closed_peak_p99_ms'][key], 1)} "
+            f"| {_fmt(nr['server_cpu_us_per_event_at_peak'][key], 1)} "
+            f"| {_fmt(pn.get('closed_peak_rps', {}).get(key))} "
+            f"| {_fmt(pn.get('server_cpu_us_per_event_at_peak', {}).get(key), 1)} |")
+    return "\n".join(rows) + "\n"
+
+
 def targets_markdown(data: dict[str, Any]) -> str:
     t = data["targets"]
     u, b, d = t["unary_vs_kserve"], t["batched_events_per_s"], t["batching_vs_unbatched"]
@@ -244,7 +261,7 @@ def rerender(path: Path) -> str:
     keep = {k: v for k, v in data.items() if k not in fresh or k in ("date", "machine")}
     data = {**fresh, **keep}
     path.write_text(json.dumps(data, indent=2) + "\n")
-    md = markdown(results, pinned) + "\n" + targets_markdown(data)
+    md = markdown(results, pinned) + "\n" + targets_markdown(data) + "\n" + noise_markdown(data)
     path.with_suffix(".md").write_text(md)
     return md
 
