@@ -215,17 +215,28 @@ def noise_markdown(data: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _x(ratio: float | None) -> str:
+    return "undefined" if ratio is None else f"{ratio:.2f}x"
+
+
+def _met(flag: bool, defined: bool) -> str:
+    return "yes" if flag else ("no" if defined else "not shown (no SLO figure)")
+
+
 def targets_markdown(data: dict[str, Any]) -> str:
     t = data["targets"]
     u, b, d = t["unary_vs_kserve"], t["batched_events_per_s"], t["batching_vs_unbatched"]
     rows = [
         "| target | goal | measured | met |", "|---|---|---|---|",
-        f"| unary vs KServe (RPC/s at p99 <= 10 ms) | >= 2.0x | {u['ratio']}x "
-        f"(OIP vs OIP: {u['ratio_same_protocol_oip']}x) | {u['met']} |",
-        f"| batched events/s at p99 <= 20 ms | >= 100,000 | {_fmt(b['value'])} | {b['met']} |",
+        f"| unary vs KServe (RPC/s at p99 <= 10 ms) | >= 2.0x | {_x(u['ratio'])} "
+        f"(OIP vs OIP: {_x(u['ratio_same_protocol_oip'])}) "
+        f"| {_met(u['met'], u['ratio'] is not None)} |",
+        f"| batched events/s at p99 <= 20 ms | >= 100,000 | {_fmt(b['value'])} "
+        f"| {_met(b['met'], True)} |",
         f"| dynamic batching vs off, closed loop c={d['closed_loop_concurrency']} | >= 1.5x, "
-        f"p99 <= 10 ms | {d['ratio_closed_loop']}x, p99 {d['batched_p99_ms_closed_loop']} ms "
-        f"(at SLO: {d['ratio_at_slo']}x) | {d['met']} |",
+        f"p99 <= 10 ms | {_x(d['ratio_closed_loop'])}, p99 "
+        f"{_fmt(d['batched_p99_ms_closed_loop'], 1)} ms (at SLO: {_x(d['ratio_at_slo'])}) "
+        f"| {_met(d['met'], d['ratio_closed_loop'] is not None)} |",
     ]
     return "\n".join(rows) + "\n"
 
@@ -266,7 +277,30 @@ def rerender(path: Path) -> str:
     return md
 
 
+def update_docs(results_path: Path, docs: Path) -> None:
+    """Replace the generated tables between the markers in docs/benchmarks.md."""
+    results, pinned, data = load(results_path)
+    text = docs.read_text()
+    for name, table in (("results", markdown(results, pinned) + "\n" + targets_markdown(data)),
+                        ("robust", noise_markdown(data))):
+        head = text.index(f"<!-- {name}:start")
+        head = text.index("\n", head) + 1
+        tail = text.index(f"<!-- {name}:end -->")
+        text = text[:head] + table + text[tail:]
+    docs.write_text(text)
+
+
+def main(argv: list[str]) -> int:
+    """report.py [RESULTS_JSON] [--docs]: re-render tables; --docs also refreshes the docs."""
+    paths = [a for a in argv if not a.startswith("--")]
+    path = Path(paths[0] if paths else Path(__file__).with_name("results.json"))
+    print(rerender(path))
+    if "--docs" in argv:
+        update_docs(path, Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md")
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    print(rerender(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/scorer/results.json")))
+    raise SystemExit(main(sys.argv[1:]))
