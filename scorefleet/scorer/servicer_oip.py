@@ -16,6 +16,7 @@ import numpy as np
 
 from scorefleet.scorer.engine import ScoringEngine
 from scorefleet.scorer.errors import InvalidInput, NotFound, ScoringError, Unavailable
+from scorefleet.scorer.handlers import parse
 from scorefleet.scorer.model_store import FloatArray, LoadedModel
 from scorefleet.scorer.protos import oip_pb2
 from scorefleet.scorer.rpc import deadline_of, guarded
@@ -127,7 +128,9 @@ class InferenceServicer:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         return await guarded(self.engine, "ModelInfer", context, self._infer(request, context))
 
-    async def _infer(self, request: Any, context: Any) -> tuple[Any, str, int]:
+    async def _infer(self, data: Any, context: Any) -> tuple[Any, str, int]:
+        request = data if isinstance(data, oip_pb2.ModelInferRequest) else parse(
+            oip_pb2.ModelInferRequest, data)
         engine = self.engine
         model = find_model(engine, request.model_name, request.model_version)
         wanted = [o.name for o in request.outputs] or list(OUTPUTS)

@@ -1,4 +1,6 @@
-"""``scorefleet.v1.Scorer``: Score (one event) and ScoreBatch (many events, or a packed matrix)."""
+"""``scorefleet.v1.Scorer``: Score (one event) and ScoreBatch (many events, or a packed matrix).
+
+Handlers take wire bytes (see :mod:`scorefleet.scorer.handlers`) or, in tests, messages."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 
 from scorefleet.scorer.engine import ScoringEngine, width_message
 from scorefleet.scorer.errors import InvalidInput, ScoringError, Unavailable
+from scorefleet.scorer.handlers import parse
 from scorefleet.scorer.model_store import LoadedModel
 from scorefleet.scorer.protos import v1_pb2
 from scorefleet.scorer.rpc import deadline_of, guarded
@@ -34,7 +37,9 @@ class ScorerServicer:
         return await guarded(self.engine, "ScoreBatch", context,
                              self._score_batch(request, context))
 
-    async def _score(self, request: Any, context: Any) -> tuple[Any, str, int]:
+    async def _score(self, data: Any, context: Any) -> tuple[Any, str, int]:
+        request = data if isinstance(data, v1_pb2.ScoreRequest) else parse(v1_pb2.ScoreRequest,
+                                                                           data)
         model = _model(self.engine)
         event = request.event
         features = event.features
@@ -55,7 +60,9 @@ class ScorerServicer:
             track=self.track)
         return response, used.version, 1
 
-    async def _score_batch(self, request: Any, context: Any) -> tuple[Any, str, int]:
+    async def _score_batch(self, data: Any, context: Any) -> tuple[Any, str, int]:
+        request = data if isinstance(data, v1_pb2.ScoreBatchRequest) else parse(
+            v1_pb2.ScoreBatchRequest, data)
         engine = self.engine
         model = _model(engine)
         try:

@@ -30,10 +30,11 @@ from grpc_reflection.v1alpha import reflection
 from scorefleet.api.scorer_config import ScorerConfig
 from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
 from scorefleet.scorer.engine import ScoringEngine
+from scorefleet.scorer.handlers import add_inference, add_scorer
 from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle
 from scorefleet.scorer.metrics import Metrics, RequestRecorder
 from scorefleet.scorer.model_slots import ModelSlots
-from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE, oip_pb2_grpc, v1_pb2_grpc
+from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE
 from scorefleet.scorer.servicer_oip import InferenceServicer
 from scorefleet.scorer.servicer_v1 import ScorerServicer
 
@@ -105,10 +106,8 @@ class Worker:
     async def run(self) -> int:
         config = self.config
         server = grpc.aio.server(options=server_options(config, config.grace_period_seconds))
-        v1_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self.engine, config.track),
-                                                 server)
-        oip_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.engine, config.track), server)
+        add_scorer(ScorerServicer(self.engine, config.track), server)
+        add_inference(InferenceServicer(self.engine, config.track), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (V1_SERVICE, OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -197,8 +197,20 @@ def test_garbage_never_crashes_the_server(scorer: ScorerProcess, call: tuple[str
 def test_undecodable_bytes_never_crash_the_server(scorer: ScorerProcess, payload: bytes,
                                                   method: str) -> None:
     call = scorer.channel.unary_unary(method)
-    got, _ = code_of(lambda: call(payload, timeout=5))
-    assert got is not grpc.StatusCode.UNAVAILABLE
+    got, details = code_of(lambda: call(payload, timeout=5))
+    assert got in OK_OR_REFUSED, details
+    if got is grpc.StatusCode.INVALID_ARGUMENT and "not a valid" in details:
+        assert details.startswith("request is not a valid ")
+
+
+def test_undecodable_request_is_invalid_argument_and_counted(scorer: ScorerProcess) -> None:
+    before = scorer.metric("scorefleet_invalid_requests_total", reason="undecodable")
+    call = scorer.channel.unary_unary("/scorefleet.v1.Scorer/Score")
+    got, details = code_of(lambda: call(b"\xff\xff\xff", timeout=5))
+    assert got is grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid scorefleet.v1.ScoreRequest" in details
+    scorer.wait_for("counted", lambda: scorer.metric(
+        "scorefleet_invalid_requests_total", reason="undecodable") == before + 1, timeout=5)
 
 
 def test_still_serving_after_garbage(scorer: ScorerProcess, expected: Any) -> None:
