@@ -9,12 +9,15 @@ and the Kubernetes binaries share most of their packages through GOCACHE.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -127,11 +130,11 @@ def build_tool(t: Tool, wrappers: dict[Family, Path]) -> Built:
     if target.exists():
         return Built(t, target, 0.0, cached=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{t.name}.partial")
+    partial = target.with_name(f".{t.name}.{os.getpid()}.partial")
     start = time.monotonic()
     if t.family is Family.INSTALL:
         # `go install pkg@version` builds in module mode with that module's own go.mod.
-        gobin = target.parent / ".gobin"
+        gobin = target.parent / f".gobin.{os.getpid()}"
         gobin.mkdir(exist_ok=True)
         args = ["install", *_build_flags(t), f"{t.package}@v{t.version}"]
         _go(args, extra_env={"GOBIN": str(gobin)})
@@ -158,6 +161,19 @@ def link_path_dir(built: list[Built]) -> Path:
     return current
 
 
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One builder at a time per cache: test sessions and `up`s may start together."""
+    root = paths.cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "build.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_all(out: TextIO | None = None) -> list[Built]:
     """Build every missing binary, print one timing line per binary, return them all.
 
@@ -167,11 +183,12 @@ def build_all(out: TextIO | None = None) -> list[Built]:
     wrappers: dict[Family, Path] = {}
     built: list[Built] = []
     total = time.monotonic()
-    for t in TOOLS:
-        b = build_tool(t, wrappers)
-        note = "cached" if b.cached else f"built in {b.seconds:.1f}s"
-        print(f"{t.name:<24} v{t.version:<8} {note:<18} {b.path}", file=stream, flush=True)
-        built.append(b)
-    link_path_dir(built)
+    with _build_lock():
+        for t in TOOLS:
+            b = build_tool(t, wrappers)
+            note = "cached" if b.cached else f"built in {b.seconds:.1f}s"
+            print(f"{t.name:<24} v{t.version:<8} {note:<18} {b.path}", file=stream, flush=True)
+            built.append(b)
+        link_path_dir(built)
     print(f"build_all: {time.monotonic() - total:.1f}s", file=stream, flush=True)
     return built
