@@ -17,7 +17,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 # Build tools get a venv of their own, which never reaches the final stage.
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install "grpcio-tools>=1.66" "setuptools>=68" wheel
+ && /opt/tools/bin/pip install "grpcio-tools>=1.66" "setuptools>=77" wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scorefleet/ scorefleet/
