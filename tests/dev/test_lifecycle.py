@@ -17,6 +17,13 @@ def test_up_recovers_from_dead_pids_and_down_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(paths.CLUSTER_DIR_ENV, str(tmp_path / "cluster"))
+    try:
+        _crash_and_recover_then_stop(tmp_path)
+    finally:
+        cluster.stop()  # a no-op after a pass; no stray processes after a failure
+
+
+def _crash_and_recover_then_stop(tmp_path: Path) -> None:
     first = cluster.ensure_up()
     assert first.state_dir == tmp_path / "cluster"
     before = {s.name: s.pid for s in cluster.status()}
