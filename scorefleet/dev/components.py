@@ -137,13 +137,14 @@ def controller_manager_args(binary: Path, lay: Layout, ports: Ports) -> list[str
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # No node lifecycle controller: kwok v0.7's default heartbeat (a node status update
-        # about every 55 s here, no leases) is slower than its 50 s grace period, so nodes
-        # flapped NotReady, got the NoExecute unreachable taint, and their pods were marked
-        # NotReady, which kwok never undoes (the pod is already Running). A longer grace
-        # period would only make that rarer; with fake nodes the controller has nothing true
-        # to report, so it is off. Deployment, ReplicaSet, GC, namespace, ServiceAccount and
-        # the rest run as usual.
+        # No node lifecycle controller. kwok's default stages, as first run here, updated
+        # node status only every ~10 min and kept no Leases (see kwok_args), so nodes went
+        # NotReady after the 50 s grace, got the NoExecute unreachable taint, and the
+        # controller marked their pods NotReady, which kwok never undoes (the pod is
+        # already Running). kwok now heartbeats every 10-25 s, but on 2 cores shared with a
+        # test suite one missed grace period would still break a test at random, and with
+        # fake nodes the controller has nothing true to report. Deployment, ReplicaSet, GC,
+        # namespace, ServiceAccount and the rest run as usual.
         "--controllers=*,-nodelifecycle",
         "--profiling=false",
         "--v=0",
@@ -174,6 +175,11 @@ def kwok_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
         f"--server-address=127.0.0.1:{ports.kwok}",
         f"--cidr={POD_CIDR}",
         "--node-ip=127.0.0.1",
+        # Without a config file kwok v0.7 runs with lease duration 0: it keeps no node Leases
+        # and (its stage choice is keyed the wrong way round) picks the heartbeat stage meant
+        # for nodes that do, which updates node status only every ~10 min. With leases on,
+        # it renews a Lease every 10 s and updates node status every 20-25 s, like a kubelet.
+        "--node-lease-duration-seconds=40",
     ]
 
 

@@ -58,6 +58,7 @@ def test_kwok_manages_all_nodes_and_serves_on_loopback() -> None:
     argv = _argv("kwok")
     assert "--manage-all-nodes=true" in argv
     assert "--server-address=127.0.0.1:10247" in argv
+    assert "--node-lease-duration-seconds=40" in argv  # Leases and a 20-25 s heartbeat
 
 
 def test_health_endpoints() -> None:
