@@ -163,6 +163,7 @@ def transitions(old: PipelineStatus, new: PipelineStatus) -> list[Transition]:
         out.append(Transition("Warning" if degraded or lost_ready else "Normal",
                               cond.reason, message))
     if old.phase != new.phase or not old.conditions:
+        change = f"{old.phase} -> {new.phase}" if old.conditions else f"{new.phase} (new)"
         out.append(Transition("Warning" if new.phase in ("Degraded", "Failed") else "Normal",
-                              f"Phase{new.phase}", f"phase {old.phase} -> {new.phase}"))
+                              f"Phase{new.phase}", f"phase {change}"))
     return out
