@@ -103,9 +103,9 @@ def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 12
     verdict = "Ready" if phase == "Ready" else f"NOT Ready ({phase or 'no status'})"
     print(f"{verdict} after "
           f"{time.monotonic() - started:.1f}s. Next:\n"
-          f"  eval \"$(python -m scorefleet.dev env)\"   # kubectl against the local cluster\n"
+          f"  eval \"$({sys.executable} -m scorefleet.dev env)\"   # kubectl, local cluster\n"
           f"  kubectl describe scoringpipeline {name}\n"
-          f"  scorefleet down                         # stop the operator and the cluster")
+          f"  {Path(sys.executable).parent / 'scorefleet'} down   # stop operator and cluster")
     return 0 if phase == "Ready" else 1
 
 
