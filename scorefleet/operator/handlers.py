@@ -2,12 +2,19 @@
 
 A pipeline is reconciled when it is created, changed, or found at start-up, and whenever one of
 its children changes or disappears (that is how Deployment readiness reaches the status, and how
-a hand-edited or deleted child is repaired).
+a hand-edited or deleted child is repaired). A periodic resync reconciles every pipeline again
+and, when Prometheus is configured, measures each stable track into `status.metrics`.
+
+The resync is a plain background task rather than a Kopf timer: Kopf puts a finalizer on every
+object with a timer, and a finalizer makes pipelines hang in Terminating whenever the operator
+is down, for no cleanup of ours (garbage collection removes the children).
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,14 +22,14 @@ import kopf
 from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESENT
 
 from scorefleet.api import pipeline as p
-from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.operator import naming as n
-from scorefleet.operator.children import Defaults
-from scorefleet.operator.kube import Kube
+from scorefleet.operator.kube import Kube, KubeError
 from scorefleet.operator.reconcile import reconcile
+from scorefleet.operator.settings import OperatorSettings
 
 _OWNED: dict[str, str | MetaFilterToken] = {n.LABEL_MANAGED_BY: n.MANAGED_BY,
                                              n.LABEL_PIPELINE: kopf.PRESENT}
+log = logging.getLogger("scorefleet.operator")
 
 
 @kopf.on.login()
@@ -33,7 +40,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf keeps its bookkeeping in annotations, not status: the status schema is ours and
     # structural, so a status.kopf field would be pruned anyway.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=p.GROUP)
@@ -44,11 +51,41 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.enabled = False
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    ours = OperatorSettings.from_env()
     memo["kube"] = Kube()
-    memo["defaults"] = Defaults(
-        scorer_image=os.environ.get("SCOREFLEET_SCORER_IMAGE") or DEFAULT_SCORER_IMAGE,
-        scorer_image_pull_policy=os.environ.get("SCOREFLEET_SCORER_IMAGE_PULL_POLICY")
-        or "IfNotPresent")
+    memo["settings"] = ours
+    memo["measure"] = ours.measure(log)
+    memo["resync"] = asyncio.get_running_loop().create_task(_resync_forever(memo))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _resync_forever(memo: kopf.Memo) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(memo["settings"].resync_seconds)
+        try:
+            await loop.run_in_executor(None, _resync_once, memo)
+        except Exception:  # one bad pass must not end the loop
+            log.exception("resync failed")
+
+
+def _resync_once(memo: kopf.Memo) -> None:
+    kube: Kube = memo["kube"]
+    for body in kube.list_pipelines():
+        meta = body["metadata"]
+        try:
+            reconcile(kube, meta["namespace"], meta["name"], log,
+                      memo["settings"].defaults, memo["measure"])
+        except KubeError as exc:
+            log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
 
 
 @kopf.on.resume(p.GROUP, p.VERSION, p.PLURAL)
@@ -56,7 +93,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.update(p.GROUP, p.VERSION, p.PLURAL)
 def pipeline_changed(namespace: str | None, name: str, memo: kopf.Memo,
                      logger: kopf.Logger, **_: Any) -> None:
-    reconcile(memo["kube"], namespace or "default", name, logger, memo["defaults"])
+    reconcile(memo["kube"], namespace or "default", name, logger, memo["settings"].defaults)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
@@ -65,4 +102,4 @@ def pipeline_changed(namespace: str | None, name: str, memo: kopf.Memo,
 def child_changed(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo,
                   logger: kopf.Logger, **_: Any) -> None:
     reconcile(memo["kube"], namespace or "default", labels[n.LABEL_PIPELINE], logger,
-              memo["defaults"])
+              memo["settings"].defaults)

@@ -27,6 +27,7 @@ from scorefleet.operator.children import (
     plan_children,
 )
 from scorefleet.operator.kube import Kube, KubeError, Obj
+from scorefleet.operator.settings import Measure
 from scorefleet.operator.status_decision import (
     DeploymentState,
     Observed,
@@ -92,18 +93,22 @@ def _lock(namespace: str, name: str) -> threading.Lock:
 
 
 def reconcile(kube: Kube, namespace: str, name: str, logger: Logger,
-              defaults: Defaults = DEFAULTS,
+              defaults: Defaults = DEFAULTS, measure: Measure | None = None,
               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ReconcileResult | None:
-    """Bring one pipeline's children and status in line with its spec. None if it is gone."""
+    """Bring one pipeline's children and status in line with its spec. None if it is gone.
+
+    With `measure`, the stable track is also measured (periodic resyncs do this; event-driven
+    reconciles do not, so an unchanged pipeline's status is not rewritten on every event).
+    """
     with _lock(namespace, name):
         body = kube.get_pipeline(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # being deleted: garbage collection removes the children
-        return _reconcile(kube, body, logger, defaults, now)
+        return _reconcile(kube, body, logger, defaults, measure, now)
 
 
 def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
-               now: Callable[[], datetime]) -> ReconcileResult:
+               measure: Measure | None, now: Callable[[], datetime]) -> ReconcileResult:
     pipeline = ScoringPipeline.from_body(body)
     ns, name = pipeline.metadata.namespace, pipeline.metadata.name
     tracks = plan_tracks(pipeline)
@@ -129,7 +134,8 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
             result.deleted.append(f"{key[0]}/{key[1]}")
 
     stable = current.get(("Deployment", f"{name}-stable"))
-    observed = Observed(stable=deployment_state(stable), apply_error=apply_error)
+    observed = Observed(stable=deployment_state(stable), apply_error=apply_error,
+                        stable_metrics=measure(ns, name, "stable") if measure else None)
     status, transitions = decide_status(pipeline, observed, tracks[0].replicas, now())
     result.transitions = [*_child_transitions(result), *transitions]
 

@@ -21,10 +21,12 @@ from scorefleet.api.scorer_config import ModelRef
 from scorefleet.api.status import (
     Condition,
     ConditionStatus,
+    MeasuredMetrics,
     ModelIdentity,
     Phase,
     PipelineStatus,
     ReplicaStatus,
+    TrackMetrics,
     TrackReplicas,
 )
 
@@ -53,6 +55,8 @@ class Observed:
 
     stable: DeploymentState | None
     apply_error: str | None = None
+    # Measured from Prometheus on this reconcile; None = not measured now (keep the last).
+    stable_metrics: TrackMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ def decide_status(pipeline: ScoringPipeline, observed: Observed, desired_replica
         "replicas": ReplicaStatus(stable=TrackReplicas(desired=desired_replicas, ready=ready)),
         "ready_replicas": ready,
         "conditions": conditions,
+        "metrics": old.metrics if observed.stable_metrics is None else MeasuredMetrics(
+            measured_at=timestamp(now), stable=observed.stable_metrics),
     })
     return status, transitions(old, status)
 

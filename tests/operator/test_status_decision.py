@@ -77,3 +77,17 @@ def test_stuck_rollout_degrades() -> None:
     assert status.phase == "Degraded"
     assert next(c for c in status.conditions if c.type == "Degraded").reason == (
         "ProgressDeadlineExceeded")
+
+
+def test_metrics_are_replaced_when_measured_and_kept_otherwise() -> None:
+    from scorefleet.api.status import TrackMetrics
+
+    measured = TrackMetrics(qps=950.0, p99_latency_ms=7.5, error_rate=0.0)
+    first, _ = decide_status(make_pipeline(), Observed(stable=dep(2), stable_metrics=measured),
+                             2, T0)
+    assert first.metrics is not None and first.metrics.stable == measured
+    assert first.metrics.measured_at == "2026-01-01T00:00:00Z"
+    # An event-driven reconcile measures nothing: the last measurement stays, no rewrite.
+    later, events = decide_status(make_pipeline(status=first.wire()), Observed(stable=dep(2)),
+                                  2, T0 + timedelta(minutes=5))
+    assert later == first and events == []
