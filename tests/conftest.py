@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+# The example models and scorer processes, shared by the scorer, integration and cluster tests.
+from tests.scorer.conftest import models, start_scorer  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 

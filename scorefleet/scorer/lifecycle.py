@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +67,13 @@ class Lifecycle:
     def _enter(self, phase: Phase) -> None:
         log.info("lifecycle %s -> %s", self.phase.value, phase.value)
         self.phase = phase
+
+
+def exit_without_finalizing(code: int) -> NoReturn:
+    """Exit at once once everything is drained and released. Interpreter finalization (gRPC
+    core and onnxruntime teardown) took a further 1.5-2 s, measured, for nothing: skipping it
+    keeps a pod's termination no longer than its drain."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

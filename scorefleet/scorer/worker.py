@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from scorefleet.api.scorer_config import ScorerConfig
 from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
 from scorefleet.scorer.engine import ScoringEngine
 from scorefleet.scorer.handlers import add_inference, add_scorer
-from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle
+from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle, exit_without_finalizing
 from scorefleet.scorer.metrics import Metrics, RequestRecorder
 from scorefleet.scorer.model_slots import ModelSlots
 from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE
@@ -233,11 +232,4 @@ def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # Everything is drained and released by now. Interpreter finalization (gRPC core and
-    # onnxruntime teardown) took a further ~2 s, measured, for nothing: skip it so a pod's
-    # termination is not longer than its drain.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_finalizing(main())  # everything is drained and released by now

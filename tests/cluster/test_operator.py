@@ -9,6 +9,7 @@ thread and trip pytest's warnings-as-errors at interpreter exit.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -118,7 +119,7 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     versions = {k: get(k, n, namespace)["metadata"]["resourceVersion"]  # type: ignore[index]
                 for k, n in [("deployment", "phish-stable"), ("configmap", "phish-stable"),
                              ("service", "phish")]}
-    result = reconcile(kube, namespace, "phish", _logger())
+    result = reconcile(kube, namespace, "phish", logging.getLogger("test"))
     assert result is not None
     assert (result.applied, result.deleted, result.status_written) == ([], [], False)
     assert result.unchanged == 4
@@ -153,9 +154,3 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     eventually("children garbage-collected", lambda: not json.loads(kubectl(
         "get", "deployments,configmaps,services", "-n", namespace, "-l",
         "scorefleet.io/pipeline=phish", "-o", "json"))["items"], timeout=60)
-
-
-def _logger() -> Any:
-    import logging
-
-    return logging.getLogger("test")
