@@ -4,9 +4,12 @@
 #
 #   docker build -t ghcr.io/scorefleet/scorer:0.1.0 .
 #
-# Not built on the development machines or in CI (no container engine there):
-# tests/chart/test_image.py runs hadolint on this file and replays the build stage's steps in
-# a temporary directory. See docs/deploy.md.
+# Built on the development machines and in CI too, with no registry and no daemon:
+# scorefleet/dev/image.py runs `buildah bud` on this file with PYTHON_IMAGE set to a local
+# Debian bookworm base made by debootstrap (python3 3.11, python3-venv, python3-pip,
+# python-is-python3), and imports the result into the local node's containerd.
+# tests/dev/test_image.py runs that image; tests/chart/test_image.py lints this file. See
+# docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -21,6 +21,24 @@ if ! command -v prometheus >/dev/null; then
   fi
 fi
 
+# The real node's images (scorefleet/dev/image.py, built lazily and cached): debootstrap for the
+# Debian base, buildah for the Dockerfile, gcc + static libc for the pause binary, containerd and
+# runc to import and run them. Building and running images needs root; without it, say so.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for pkg in debootstrap buildah containerd runc gcc libc6-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    # Other sessions on the machine may hold dpkg's lock for a while: wait for it.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not root: the node images (debootstrap, buildah, containerd) are not set up" >&2
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip

