@@ -11,13 +11,19 @@ PYTHON=${PYTHON:-python3}
   || { echo "setup: Python >= 3.11 is required (found $("$PYTHON" --version))" >&2; exit 1; }
 command -v go >/dev/null || { echo "setup: Go is required to build the control plane" >&2; exit 1; }
 
-# A real Prometheus for the metrics tests (Debian's package; no service is started).
-if ! command -v prometheus >/dev/null; then
+# A real Prometheus for the metrics tests (Debian's packages; no service is started).
+# A real Kafka broker (Java, jars fetched by Maven below) and a real Redis for the stream tests.
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: install Prometheus (Debian: apt-get install prometheus)" >&2; exit 1
+    echo "setup: install ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2; exit 1
   fi
 fi
 
@@ -51,6 +57,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -m scorefleet.scorer.protogen >/dev/null
+# Kafka's jars from Maven Central, cached by version outside the repo (scorefleet/dev/kafka-pom.xml).
+.venv/bin/python -m scorefleet.dev.kafka fetch >/dev/null
 echo "setup: python env ready in $((SECONDS - started))s" >&2
 .venv/bin/python -m scorefleet.dev build >/dev/null
 echo "setup: done in $((SECONDS - started))s" >&2

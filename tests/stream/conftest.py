@@ -1,0 +1,34 @@
+"""Session fixtures for the stream tests: one real Kafka broker and one real Redis, on free
+127.0.0.1 ports, started once and stopped at the end (nothing left running).
+
+Tests that restart or stop them (the fault tests) take their own instances instead, so a
+failure there cannot leave the shared ones down for the next test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from scorefleet.dev.kafka import KafkaBroker
+from scorefleet.dev.redis import RedisServer
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    with KafkaBroker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A name no other test uses: topics and groups never leak between tests."""
+    return f"t{uuid.uuid4().hex[:8]}"
