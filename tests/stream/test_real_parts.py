@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, NewTopic, Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from scorefleet.dev import kafka as kafka_mod
 from scorefleet.dev.kafka import KafkaBroker
