@@ -7,16 +7,17 @@ wire, like the ScoringPipeline CRD, so a user reading both sees one vocabulary.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from scorefleet.api.common import CamelModel
 
 Track = Literal["stable", "candidate"]
 
-__all__ = ["BatchingConfig", "CamelModel", "ModelRef", "ScorerConfig", "ShadowScoringConfig",
-           "Track"]
+__all__ = ["BatchingConfig", "CamelModel", "KafkaStreamConfig", "ModelRef", "OnlineFeaturesConfig",
+           "ScorerConfig", "ShadowScoringConfig", "Track"]
 
 
 class ModelRef(CamelModel):
@@ -57,6 +58,60 @@ class ShadowScoringConfig(CamelModel):
                                     description="Share of scorer CPU time the shadow may use.")
 
 
+KEY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class KafkaStreamConfig(CamelModel):
+    """Stream mode: consume JSON events, produce verdicts (spec.source.kafka, resolved)."""
+
+    bootstrap_servers: list[str] = Field(min_length=1, description="host:port of brokers.")
+    topic: str = Field(min_length=1, description="Input topic.")
+    consumer_group: str = Field(min_length=1, description="Group shared by every scorer.")
+    verdict_topic: str = Field(min_length=1)
+    dead_letter_topic: str = Field(min_length=1)
+    event_id_field: str = "id"
+    features_field: str = "features"
+    max_batch_size: int = Field(default=500, ge=1, le=10000)
+    max_batch_wait_seconds: float = Field(default=0.02, ge=0.0, le=10.0)
+    max_poll_interval_seconds: float = Field(default=300.0, gt=0.0, le=86400.0)
+    session_timeout_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    credentials_dir: str | None = Field(
+        default=None, description="Directory with files `username` and `password` (a mounted "
+                                  "Secret); required for SASL.")
+
+
+class OnlineFeaturesConfig(CamelModel):
+    """Features read from Redis per event (spec.features.redis, resolved)."""
+
+    address: str = Field(min_length=3, description="host:port")
+    database: int = Field(default=0, ge=0, le=15)
+    key_template: str = Field(min_length=3)
+    features: list[str] = Field(min_length=1, max_length=512)
+    timestamp_field: str = "_ts"
+    timeout_seconds: float = Field(default=0.05, gt=0.0, le=10.0)
+    max_staleness_seconds: float | None = Field(default=None, gt=0.0)
+    on_miss: Literal["Defaults", "DeadLetter"] = "Defaults"
+    defaults: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OnlineFeaturesConfig:
+        if len(KEY_PLACEHOLDER.findall(self.key_template)) != 1 or self.key_template.count(
+                "{") != 1 or self.key_template.count("}") != 1:
+            raise ValueError("keyTemplate must contain exactly one {eventField} placeholder")
+        if self.defaults is not None and len(self.defaults) != len(self.features):
+            raise ValueError(f"defaults has {len(self.defaults)} values for "
+                             f"{len(self.features)} features")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features must not repeat a name")
+        return self
+
+    def key_field(self) -> str:
+        """The event field the key template names."""
+        return str(KEY_PLACEHOLDER.findall(self.key_template)[0])
+
+
 class ScorerConfig(CamelModel):
     """Everything one scorer process needs, rendered by the operator per track."""
 
@@ -78,3 +133,13 @@ class ScorerConfig(CamelModel):
     max_connection_age_seconds: float | None = Field(
         default=300.0, ge=1.0, description="Close HTTP/2 connections after this age."
     )
+    stream: KafkaStreamConfig | None = Field(
+        default=None, description="Also consume events from Kafka and produce verdicts.")
+    online_features: OnlineFeaturesConfig | None = Field(
+        default=None, description="Add Redis features to streamed events (needs stream).")
+
+    @model_validator(mode="after")
+    def _features_need_stream(self) -> ScorerConfig:
+        if self.online_features is not None and self.stream is None:
+            raise ValueError("onlineFeatures needs stream: gRPC requests carry every feature")
+        return self

@@ -222,9 +222,163 @@ class RolloutSpec(CamelModel):
     router: RouterSpec = RouterSpec()
 
 
+# --- Streams: events from Kafka, online features from Redis (docs/streaming.md) -------------
+
+KAFKA_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+HOST_PORT_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$"
+EVENT_FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class SecretRef(CamelModel):
+    """A Secret in the pipeline's namespace, mounted read-only into every scorer pod."""
+
+    name: str = Field(min_length=1, max_length=253,
+                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                      description="Secret name; it must hold the keys `username` and "
+                                  "`password`.")
+
+
+class KafkaSourceSpec(CamelModel):
+    """Consume events from a Kafka topic; produce one verdict per event to another topic."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.topic != self.verdictTopic && self.topic != self.deadLetterTopic && "
+            "self.verdictTopic != self.deadLetterTopic",
+            "topic, verdictTopic and deadLetterTopic must be three different topics",
+            ".verdictTopic"),
+        cel("(self.securityProtocol == 'PLAINTEXT') == !has(self.credentialsSecret)",
+            "credentialsSecret is required with a SASL securityProtocol and not allowed with "
+            "PLAINTEXT", ".credentialsSecret"),
+        cel("duration(self.maxBatchWait) <= duration('10s')",
+            "maxBatchWait must be at most 10s", ".maxBatchWait"),
+        cel("duration(self.sessionTimeout) >= duration('6s') && "
+            "duration(self.sessionTimeout) <= duration('5m')",
+            "sessionTimeout must be between 6s and 5m (the broker's default group limits)",
+            ".sessionTimeout"),
+        cel("duration(self.maxPollInterval) > duration(self.sessionTimeout)",
+            "maxPollInterval must be longer than sessionTimeout", ".maxPollInterval"),
+    )}
+
+    bootstrap_servers: list[str] = Field(
+        min_length=1, max_length=16,
+        json_schema_extra={"items": {"type": "string", "pattern": HOST_PORT_PATTERN,
+                                     "maxLength": 261}},
+        description="Brokers to bootstrap from, host:port.")
+    topic: str = Field(pattern=KAFKA_TOPIC_PATTERN,
+                       description="Input topic: one JSON event per message.")
+    consumer_group: str | None = Field(
+        default=None, min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Consumer group shared by every scorer pod of the pipeline; unset means "
+                    "scorefleet.<namespace>.<pipeline name>.")
+    verdict_topic: str = Field(pattern=KAFKA_TOPIC_PATTERN,
+                               description="Topic that receives one verdict per event.")
+    dead_letter_topic: str = Field(
+        pattern=KAFKA_TOPIC_PATTERN,
+        description="Topic that receives events that cannot be decoded or scored, unchanged, "
+                    "with the reason in the `scorefleet.reason` header.")
+    event_id_field: str = Field(default="id", pattern=EVENT_FIELD_PATTERN,
+                                description="Event field copied into the verdict as its id.")
+    features_field: str = Field(
+        default="features", pattern=EVENT_FIELD_PATTERN,
+        description="Event field holding the event's own features, a list of numbers; they "
+                    "come first in the model's input, before any online features.")
+    max_batch_size: int = Field(default=500, ge=1, le=10000,
+                                description="Most events fetched and scored as one batch.")
+    max_batch_wait: Duration = Field(
+        default="20ms", description="Longest a fetch waits to fill a batch before scoring "
+                                    "what it has.")
+    max_poll_interval: Duration = Field(
+        default="5m", description="Longest a batch may take before the broker reassigns the "
+                                  "pod's partitions (Kafka max.poll.interval.ms).")
+    session_timeout: Duration = Field(
+        default="10s", description="A pod that stops heartbeating for this long loses its "
+                                   "partitions to the others (Kafka session.timeout.ms).")
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How scorer pods connect to the brokers.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when securityProtocol is SASL_*.")
+    credentials_secret: SecretRef | None = Field(
+        default=None, description="Secret with the SASL `username` and `password`.")
+
+
+class SourceSpec(CamelModel):
+    """Where events come from besides gRPC requests."""
+
+    kafka: KafkaSourceSpec = Field(description="A Kafka topic consumed by every scorer pod.")
+
+
+class RedisFeaturesSpec(CamelModel):
+    """Online features read from Redis for each event, one pipelined read per batch.
+
+    Layout: one hash per entity (key from keyTemplate), one field per feature holding a
+    number, and a timestamp field (seconds since the epoch) for staleness.
+    """
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("!has(self.defaults) || self.defaults.size() == self.features.size()",
+            "defaults must give one value per feature", ".defaults"),
+        cel("self.keyTemplate.matches('^[^{}]*[{][A-Za-z_][A-Za-z0-9_]*[}][^{}]*$')",
+            "keyTemplate must contain exactly one {eventField} placeholder, e.g. "
+            "'sender:{sender}'", ".keyTemplate"),
+        cel("duration(self.timeout) > duration('0s') && "
+            "duration(self.timeout) <= duration('10s')",
+            "timeout must be positive and at most 10s", ".timeout"),
+        cel("!has(self.maxStaleness) || duration(self.maxStaleness) > duration('0s')",
+            "maxStaleness must be positive", ".maxStaleness"),
+    )}
+
+    address: str = Field(pattern=HOST_PORT_PATTERN, max_length=261,
+                         description="Redis server, host:port.")
+    database: int = Field(default=0, ge=0, le=15, description="Redis logical database.")
+    key_template: str = Field(
+        min_length=3, max_length=256,
+        description="Hash key per event, with one {field} naming a top-level event field, "
+                    "e.g. 'sender:{sender}'.")
+    features: list[str] = Field(
+        min_length=1, max_length=512,
+        # A set: the API server itself rejects a repeated name, naming the list item.
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128},
+                           "x-kubernetes-list-type": "set"},
+        description="Hash fields to read, in the order the model expects them after the "
+                    "event's own features; no name twice.")
+    timestamp_field: str = Field(
+        default="_ts", min_length=1, max_length=128,
+        description="Hash field with the features' update time in seconds since the epoch "
+                    "(checked against maxStaleness).")
+    timeout: Duration = Field(default="50ms",
+                              description="Longest one batch's Redis read may take.")
+    max_staleness: Duration | None = Field(
+        default=None, description="Features older than this count as missing; unset means "
+                                  "never stale.")
+    on_miss: Literal["Defaults", "DeadLetter"] = Field(
+        default="Defaults",
+        description="A missing, stale or unreadable entity: Defaults scores it with the "
+                    "defaults and sets featuresMissing in its verdict; DeadLetter sends the "
+                    "event to the dead-letter topic instead.")
+    defaults: list[float] | None = Field(
+        default=None, max_length=512,
+        description="Values used on a miss, one per feature; unset means 0 for each.")
+
+
+class FeaturesSpec(CamelModel):
+    """Online features looked up at scoring time."""
+
+    redis: RedisFeaturesSpec = Field(description="Features from a Redis hash per entity.")
+
+
 class PipelineSpec(CamelModel):
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("!has(self.features) || has(self.source)",
+            "features (online features) need source.kafka: gRPC requests carry every feature "
+            "themselves", ".features"),
+    )}
+
     model: ModelRef
     scorer: ScorerSpec = ScorerSpec()
     scaling: ScalingSpec = ScalingSpec()
     slo: SLOSpec = SLOSpec()
     rollout: RolloutSpec = RolloutSpec()
+    source: SourceSpec | None = Field(
+        default=None, description="Score a Kafka stream as well as gRPC requests.")
+    features: FeaturesSpec | None = Field(
+        default=None, description="Online features added to each streamed event.")

@@ -101,6 +101,8 @@ class Worker:
         self.lifecycle = Lifecycle()
         self.server: Any = None
         self._parent = os.getppid()
+        self.stream: Any = None  # StreamService when the config has a Kafka source
+        self._stream_closed: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         config = self.config
@@ -133,6 +135,9 @@ class Worker:
         await self.lifecycle.stop_requested.wait()
         watch.cancel()
         current = self.config
+        # The stream stops fetching at once and finishes its batch while gRPC drains.
+        if self.stream is not None:
+            self._stream_closed = loop.create_task(self.stream.close())
         await self.lifecycle.drain(
             DrainSteps(self._mark_not_serving, self._stop_server, self._release),
             current.drain_delay_seconds, current.grace_period_seconds)
@@ -141,7 +146,18 @@ class Worker:
     async def _reconcile(self, config: ScorerConfig) -> bool:
         ok = await self.slots.apply(config)
         await self._set_health(self.engine.ready)
+        if config.stream is not None or self.stream is not None:
+            await self._apply_stream(config)
         return ok
+
+    async def _apply_stream(self, config: ScorerConfig) -> None:
+        # Imported only by stream pipelines' workers: the Kafka and Redis clients load ~40 MB.
+        from scorefleet.scorer.stream.service import StreamService
+
+        if self.stream is None:
+            self.stream = StreamService(self.engine, self.metrics, config.pipeline,
+                                        config.track, self.index)
+        await self.stream.apply(config)
 
     async def _watch(self) -> None:
         """Poll the config; retry failed loads with backoff while the config stays the same."""
@@ -192,6 +208,8 @@ class Worker:
         await self.server.stop(grace)
 
     async def _release(self) -> None:
+        if self._stream_closed is not None:
+            await self._stream_closed  # its last batch still needs the batcher
         if self.engine.batcher is not None:
             await self.engine.batcher.stop()
         if self.engine.shadow is not None:
