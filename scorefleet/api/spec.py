@@ -11,8 +11,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from scorefleet.api.common import CamelModel, Duration, Quantity
-from scorefleet.api.scorer_config import BatchingConfig, ModelRef
+from scorefleet.api.common import CamelModel, Duration, Quantity, duration_seconds
+from scorefleet.api.scorer_config import (
+    BatchingConfig,
+    KafkaStreamConfig,
+    ModelRef,
+    OnlineFeaturesConfig,
+)
 
 DEFAULT_SCORER_IMAGE = "ghcr.io/scorefleet/scorer:0.1.0"
 
@@ -300,6 +305,21 @@ class KafkaSourceSpec(CamelModel):
     credentials_secret: SecretRef | None = Field(
         default=None, description="Secret with the SASL `username` and `password`.")
 
+    def scorer_config(self, default_group: str, credentials_dir: str | None,
+                      ) -> KafkaStreamConfig:
+        """What the scorer reads: durations in seconds, the group and credentials resolved."""
+        return KafkaStreamConfig(
+            bootstrap_servers=self.bootstrap_servers, topic=self.topic,
+            consumer_group=self.consumer_group or default_group,
+            verdict_topic=self.verdict_topic, dead_letter_topic=self.dead_letter_topic,
+            event_id_field=self.event_id_field, features_field=self.features_field,
+            max_batch_size=self.max_batch_size,
+            max_batch_wait_seconds=duration_seconds(self.max_batch_wait),
+            max_poll_interval_seconds=duration_seconds(self.max_poll_interval),
+            session_timeout_seconds=duration_seconds(self.session_timeout),
+            security_protocol=self.security_protocol, sasl_mechanism=self.sasl_mechanism,
+            credentials_dir=credentials_dir if self.credentials_secret else None)
+
 
 class SourceSpec(CamelModel):
     """Where events come from besides gRPC requests."""
@@ -358,6 +378,15 @@ class RedisFeaturesSpec(CamelModel):
     defaults: list[float] | None = Field(
         default=None, max_length=512,
         description="Values used on a miss, one per feature; unset means 0 for each.")
+
+    def scorer_config(self) -> OnlineFeaturesConfig:
+        return OnlineFeaturesConfig(
+            address=self.address, database=self.database, key_template=self.key_template,
+            features=self.features, timestamp_field=self.timestamp_field,
+            timeout_seconds=duration_seconds(self.timeout),
+            max_staleness_seconds=(duration_seconds(self.max_staleness)
+                                   if self.max_staleness else None),
+            on_miss=self.on_miss, defaults=self.defaults)
 
 
 class FeaturesSpec(CamelModel):

@@ -17,7 +17,13 @@ import yaml
 
 from scorefleet.api.common import duration_seconds
 from scorefleet.api.pipeline import ScoringPipeline
-from scorefleet.api.scorer_config import ModelRef, ScorerConfig, ShadowScoringConfig, Track
+from scorefleet.api.scorer_config import (
+    KafkaStreamConfig,
+    ModelRef,
+    ScorerConfig,
+    ShadowScoringConfig,
+    Track,
+)
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.operator import naming as n
 
@@ -93,7 +99,19 @@ def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
         drain_delay_seconds=duration_seconds(scorer.drain_delay),
         grace_period_seconds=duration_seconds(scorer.grace_period),
         max_connection_age_seconds=max(1.0, duration_seconds(scorer.max_connection_age)),
+        stream=_stream_config(pipeline),
+        online_features=(pipeline.spec.features.redis.scorer_config()
+                         if pipeline.spec.features else None),
     )
+
+
+def _stream_config(pipeline: ScoringPipeline) -> KafkaStreamConfig | None:
+    source = pipeline.spec.source
+    if source is None:
+        return None
+    meta = pipeline.metadata
+    return source.kafka.scorer_config(f"scorefleet.{meta.namespace}.{meta.name}",
+                                      n.KAFKA_CREDENTIALS_DIR)
 
 
 def owner_reference(pipeline: ScoringPipeline) -> dict[str, Any]:
@@ -152,6 +170,14 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
                           "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "config", "mountPath": n.CONFIG_DIR, "readOnly": True}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
+    source = pipeline.spec.source
+    if source is not None and source.kafka.credentials_secret is not None:
+        # SASL username/password as files the scorer reads (never in the ConfigMap).
+        container["volumeMounts"].append({"name": "kafka-credentials", "readOnly": True,
+                                          "mountPath": n.KAFKA_CREDENTIALS_DIR})
+        volumes.append({"name": "kafka-credentials", "secret": {
+            "secretName": source.kafka.credentials_secret.name}})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -173,8 +199,7 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
                 "spec": {
                     "terminationGracePeriodSeconds": math.ceil(stop_seconds) + 5,
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {
-                        "name": name}}],
+                    "volumes": volumes,
                 },
             },
         },

@@ -14,6 +14,7 @@ MANAGED_BY = "scorefleet"
 
 CONFIG_FILE = "config.yaml"
 CONFIG_DIR = "/etc/scorefleet"
+KAFKA_CREDENTIALS_DIR = "/etc/scorefleet-kafka"
 CONTAINER = "scorer"
 
 
