@@ -65,9 +65,11 @@ def event_rows(n: int, seed: int = 7) -> np.ndarray[Any, np.dtype[np.float32]]:
     return synthetic_features(n, seed).astype(np.float32)
 
 
-def make_events(rows: np.ndarray[Any, Any], senders: int = 50) -> list[dict[str, Any]]:
+def make_events(rows: np.ndarray[Any, Any], senders: int = 50,
+                inline: int = INLINE) -> list[dict[str, Any]]:
+    """Events carrying ``inline`` features (all 32 when no online features are configured)."""
     return [{"id": f"e{i}", "sender": f"s{i % senders}",
-             "features": [float(v) for v in rows[i, :INLINE]]} for i in range(len(rows))]
+             "features": [float(v) for v in rows[i, :inline]]} for i in range(len(rows))]
 
 
 def put_sender_features(client: Any, prefix: str, rows: np.ndarray[Any, Any],
@@ -91,8 +93,9 @@ def full_rows(rows: np.ndarray[Any, Any], senders: int = 50) -> np.ndarray[Any, 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes] | None = None,
             rate_per_s: float | None = None) -> None:
+    # Idempotent with a long delivery timeout: survives a broker restart without duplicates.
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "linger.ms": 5})
+                         "linger.ms": 5, "message.timeout.ms": 120000})
     started = time.monotonic()
     for i, value in enumerate(values):
         while True:
@@ -122,7 +125,15 @@ class Outcome:
 
     @property
     def duplicates(self) -> int:
-        return sum(len(v) - 1 for v in self.verdicts.values())
+        """Verdicts or dead letters written more than once for one event (at-least-once)."""
+        dead_values = [v for v, _ in self.dead]
+        return (sum(len(v) - 1 for v in self.verdicts.values())
+                + len(dead_values) - len(set(dead_values)))
+
+    @property
+    def accounted(self) -> int:
+        """Distinct events with a verdict or a dead letter."""
+        return len(self.verdicts) + len({v for v, _ in self.dead})
 
     def dead_reasons(self) -> Counter[str]:
         return Counter(reason.split(":")[0] for _, reason in self.dead)
@@ -161,11 +172,43 @@ class Collector:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.drain()
-            if len(out.verdicts) + len(out.dead) >= accounted:
+            if out.accounted >= accounted:
                 return self.drain(1.0)  # late duplicates, if any
         out = self.drain()
         raise AssertionError(f"only {len(out.verdicts)} verdicts + {len(out.dead)} dead letters "
                              f"of {accounted} events within {timeout}s")
 
+    def wait_verdicts(self, at_least: int, timeout: float) -> Outcome:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.drain(0.2).verdicts) >= at_least:
+                return self.outcome
+        raise AssertionError(f"fewer than {at_least} verdicts within {timeout}s")
+
     def close(self) -> None:
         self.consumer.close()
+
+
+class Background:
+    """``produce`` in a thread, so a fault can be injected while events flow."""
+
+    def __init__(self, bootstrap: str, topic: str, values: list[bytes], rate_per_s: float,
+                 ) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        args=(bootstrap, topic, values, rate_per_s))
+        self._thread.start()
+
+    def _run(self, bootstrap: str, topic: str, values: list[bytes], rate: float) -> None:
+        try:
+            produce(bootstrap, topic, values, rate_per_s=rate)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout: float = 120.0) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "producer still running"
+        if self.error is not None:
+            raise self.error
