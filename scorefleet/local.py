@@ -75,12 +75,26 @@ def stop_operator() -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def _wait_established(info: cluster.ClusterInfo, timeout: float = 60.0) -> None:
+    """`kubectl wait` fails at once (".status.conditions accessor error") on a CRD whose status
+    has no conditions yet, which happens right after the apply on a loaded machine: retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _kubectl(info, "wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/scoringpipelines.scorefleet.io")
+            return
+        except SystemExit:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 120.0) -> int:
     started = time.monotonic()
     info = cluster.ensure_up()
     _kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    _kubectl(info, "wait", "--for=condition=Established", "--timeout=60s",
-             "crd/scoringpipelines.scorefleet.io")
+    _wait_established(info)
     pid = start_operator(info)
     _, log = _operator_files()
     print(f"operator: pid {pid}, log {log}", file=sys.stderr)
