@@ -7,17 +7,24 @@ wire, like the ScoringPipeline CRD, so a user reading both sees one vocabulary.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from scorefleet.api import bounds as b
 from scorefleet.api.common import CamelModel
 
 Track = Literal["stable", "candidate"]
 
 __all__ = ["BatchingConfig", "CamelModel", "KafkaStreamConfig", "ModelRef", "OnlineFeaturesConfig",
-           "ScorerConfig", "ShadowScoringConfig", "Track"]
+           "ScorerConfig", "ShadowScoringConfig", "Track", "model_health_service",
+           "model_revision"]
+
+# Prefix of the gRPC health service a scorer reports SERVING only while it serves one model.
+MODEL_HEALTH_PREFIX = "scorefleet.model."
 
 
 class ModelRef(CamelModel):
@@ -122,16 +129,17 @@ class ScorerConfig(CamelModel):
     batching: BatchingConfig = BatchingConfig()
     port: int = Field(default=9000, ge=1, le=65535, description="gRPC port.")
     metrics_port: int = Field(default=9090, ge=1, le=65535, description="Prometheus port.")
-    workers: int = Field(default=0, ge=0, le=64,
+    workers: int = Field(default=0, ge=0, le=b.MAX_WORKERS,
                          description="Server processes sharing the port; 0 = one per core.")
-    intra_op_threads: int = Field(default=1, ge=1, le=64,
+    intra_op_threads: int = Field(default=1, ge=1, le=b.MAX_INTRA_OP_THREADS,
                                   description="onnxruntime intra-op threads per worker.")
-    drain_delay_seconds: float = Field(default=5.0, ge=0.0, le=300.0,
+    drain_delay_seconds: float = Field(default=5.0, ge=0.0, le=b.MAX_DRAIN_DELAY_SECONDS,
                                        description="NOT_SERVING before new RPCs are refused.")
-    grace_period_seconds: float = Field(default=20.0, ge=0.0, le=600.0,
+    grace_period_seconds: float = Field(default=20.0, ge=0.0, le=b.MAX_GRACE_PERIOD_SECONDS,
                                         description="Longest in-flight RPCs may take at stop.")
     max_connection_age_seconds: float | None = Field(
-        default=300.0, ge=1.0, description="Close HTTP/2 connections after this age."
+        default=300.0, ge=b.MIN_CONNECTION_AGE_SECONDS,
+        description="Close HTTP/2 connections after this age."
     )
     stream: KafkaStreamConfig | None = Field(
         default=None, description="Also consume events from Kafka and produce verdicts.")
@@ -143,3 +151,17 @@ class ScorerConfig(CamelModel):
         if self.online_features is not None and self.stream is None:
             raise ValueError("onlineFeatures needs stream: gRPC requests carry every feature")
         return self
+
+
+def model_revision(ref: ModelRef) -> str:
+    """A short hash of everything that makes a model the same model (name, version, artifact,
+    digest, format, threshold): equal for equal refs, on the operator's side and the scorer's."""
+    canonical = json.dumps(ref.wire(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def model_health_service(ref: ModelRef) -> str:
+    """The gRPC health service name a scorer reports SERVING only while `ref` is its loaded
+    primary model. A pod's readiness probe asks for it, so a Ready pod has loaded that model,
+    and a Deployment's available replicas prove it for the whole track."""
+    return MODEL_HEALTH_PREFIX + model_revision(ref)

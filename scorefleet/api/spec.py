@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from scorefleet.api import bounds as b
+from scorefleet.api.bounds import cel, cel_positive_duration
 from scorefleet.api.common import CamelModel, Duration, Quantity, duration_seconds
 from scorefleet.api.scorer_config import (
     BatchingConfig,
@@ -19,15 +21,9 @@ from scorefleet.api.scorer_config import (
     OnlineFeaturesConfig,
 )
 
+__all__ = ["DEFAULT_SCORER_IMAGE", "PipelineSpec", "cel", "rules"]
+
 DEFAULT_SCORER_IMAGE = "ghcr.io/scorefleet/scorer:0.1.0"
-
-
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
-    """One CEL validation rule as Kubernetes expects it in x-kubernetes-validations."""
-    out: dict[str, Any] = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    return out
 
 
 def rules(*items: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +52,11 @@ class ScorerSpec(CamelModel):
         cel("self.batching.maxBatchSize <= self.batching.maxQueueSize",
             "batching.maxBatchSize must not exceed batching.maxQueueSize",
             ".batching.maxBatchSize"),
+        # The scorer's own config bounds (scorefleet.api.bounds), so an admitted pipeline
+        # always renders a config the scorer accepts.
+        b.cel_duration_at_most("drainDelay", b.MAX_DRAIN_DELAY_SECONDS),
+        b.cel_duration_at_most("gracePeriod", b.MAX_GRACE_PERIOD_SECONDS),
+        b.cel_duration_at_least("maxConnectionAge", b.MIN_CONNECTION_AGE_SECONDS),
     )}
 
     image: str | None = Field(
@@ -70,15 +71,19 @@ class ScorerSpec(CamelModel):
         default=Resources(requests={"cpu": "1", "memory": "512Mi"}, limits={"memory": "1Gi"}),
     )
     batching: BatchingConfig = BatchingConfig()
-    workers: int = Field(default=0, ge=0, le=64,
-                         description="Server processes per pod; 0 = one per CPU.")
-    intra_op_threads: int = Field(default=1, ge=1, le=64)
-    drain_delay: Duration = Field(default="5s",
-                                  description="NOT_SERVING this long before refusing RPCs.")
-    grace_period: Duration = Field(default="20s",
-                                   description="Longest in-flight RPCs may take at stop.")
+    workers: int = Field(default=0, ge=0, le=b.MAX_WORKERS,
+                         description="Server processes per pod; 0 = one per requested CPU "
+                                     f"(at most {b.MAX_WORKERS}).")
+    intra_op_threads: int = Field(default=1, ge=1, le=b.MAX_INTRA_OP_THREADS)
+    drain_delay: Duration = Field(
+        default="5s", description="NOT_SERVING this long before refusing RPCs "
+                                  f"(at most {b.MAX_DRAIN_DELAY_SECONDS}s).")
+    grace_period: Duration = Field(
+        default="20s", description="Longest in-flight RPCs may take at stop "
+                                   f"(at most {b.MAX_GRACE_PERIOD_SECONDS}s).")
     max_connection_age: Duration = Field(
-        default="5m", description="Close client connections after this age to rebalance.")
+        default="5m", description="Close client connections after this age to rebalance "
+                                  f"(at least {b.MIN_CONNECTION_AGE_SECONDS}s).")
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
 
 
@@ -116,8 +121,7 @@ class SLOSpec(CamelModel):
     """The service-level objective every track is scaled and judged against."""
 
     model_config = CamelModel.model_config | {"json_schema_extra": rules(
-        cel("duration(self.p99Latency) > duration('0s')", "p99Latency must be positive",
-            ".p99Latency"),
+        cel_positive_duration("p99Latency"),
     )}
 
     p99_latency: Duration = Field(default="25ms", description="Target p99 server latency.")
@@ -132,13 +136,14 @@ class CanaryStep(CamelModel):
         cel("!(has(self.pause) && self.manualGate)",
             "a step either pauses for a duration or waits at a manual gate, not both",
             ".manualGate"),
+        cel_positive_duration("pause", optional=True),
     )}
 
     weight: int = Field(ge=1, le=100, description="Candidate traffic share in percent.")
     pause: Duration | None = Field(default=None,
                                    description="Analyse this long before the next step.")
     manual_gate: bool = Field(default=False,
-                              description="Wait for `scorefleet promote` after analysis.")
+                              description="Hold at this step after analysis until promoted.")
 
 
 class CanarySpec(CamelModel):
@@ -173,6 +178,11 @@ class ShadowSpec(CamelModel):
 
 class AnalysisSpec(CamelModel):
     """How each canary step is judged; limits are absolute or relative to the stable track."""
+
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel_positive_duration("interval"),
+        cel_positive_duration("maxP99Latency", optional=True),
+    )}
 
     interval: Duration = Field(default="1m")
     min_request_count: int = Field(default=200, ge=1, le=1_000_000_000,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scorefleet.operator.decide.conditions import Transition
 from scorefleet.operator.kube import Kube
-from scorefleet.operator.status_decision import Transition
 
 
 def announce(kube: Kube, pipeline: dict[str, Any], transition: Transition,

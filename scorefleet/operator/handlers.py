@@ -3,7 +3,11 @@
 A pipeline is reconciled when it is created, changed, or found at start-up, and whenever one of
 its children changes or disappears (that is how Deployment readiness reaches the status, and how
 a hand-edited or deleted child is repaired). A periodic resync reconciles every pipeline again
-and, when Prometheus is configured, measures each stable track into `status.metrics`.
+and, when Prometheus is configured, measures each track into `status.metrics`.
+
+The resync walks a Kopf index of the pipelines Kopf's own watch streams have seen, so it covers
+exactly the namespaces the operator watches (`--namespace`, globs, or all) and needs no list
+of its own: a namespaced install has no right to list pipelines cluster-wide.
 
 The resync is a plain background task rather than a Kopf timer: Kopf puts a finalizer on every
 object with a timer, and a finalizer makes pipelines hang in Terminating whenever the operator
@@ -40,7 +44,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # Kopf keeps its bookkeeping in annotations, not status: the status schema is ours and
     # structural, so a status.kopf field would be pruned anyway.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=p.GROUP)
@@ -55,6 +59,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo["kube"] = Kube()
     memo["settings"] = ours
     memo["measure"] = ours.measure(log)
+    # Kopf passes each index by its function's name; filled by the watch streams.
+    memo["watched"] = kwargs["watched_pipelines"]
     memo["resync"] = asyncio.get_running_loop().create_task(_resync_forever(memo))
 
 
@@ -67,25 +73,31 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
             await task
 
 
+@kopf.index(p.GROUP, p.VERSION, p.PLURAL)
+def watched_pipelines(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], bool]:
+    """Every pipeline in the watched namespaces, kept current by Kopf's watch streams."""
+    return {(namespace or "default", name): True}
+
+
 async def _resync_forever(memo: kopf.Memo) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(memo["settings"].resync_seconds)
+        # Copied on the event loop, which is where Kopf changes the index.
+        keys = sorted(memo["watched"])
         try:
-            await loop.run_in_executor(None, _resync_once, memo)
+            await loop.run_in_executor(None, _resync_once, memo, keys)
         except Exception:  # one bad pass must not end the loop
             log.exception("resync failed")
 
 
-def _resync_once(memo: kopf.Memo) -> None:
+def _resync_once(memo: kopf.Memo, keys: list[tuple[str, str]]) -> None:
     kube: Kube = memo["kube"]
-    for body in kube.list_pipelines():
-        meta = body["metadata"]
+    for namespace, name in keys:
         try:
-            reconcile(kube, meta["namespace"], meta["name"], log,
-                      memo["settings"].defaults, memo["measure"])
+            reconcile(kube, namespace, name, log, memo["settings"].defaults, memo["measure"])
         except KubeError as exc:
-            log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+            log.warning("resync of %s/%s failed: %s", namespace, name, exc)
 
 
 @kopf.on.resume(p.GROUP, p.VERSION, p.PLURAL)

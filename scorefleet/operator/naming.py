@@ -11,6 +11,8 @@ LABEL_PIPELINE = "scorefleet.io/pipeline"
 LABEL_TRACK = "scorefleet.io/track"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "scorefleet"
+# On a track's pod template: the revision of the model its pods must have loaded to be Ready.
+ANNOTATION_MODEL_REVISION = "scorefleet.io/model-revision"
 
 CONFIG_FILE = "config.yaml"
 CONFIG_DIR = "/etc/scorefleet"

@@ -1,10 +1,15 @@
 """One reconcile of one pipeline: gather -> decide -> act.
 
-Gathering reads the pipeline and its labelled children. Deciding is pure (children.py plans the
-manifests, status_decision.py the status). Acting applies only what differs: each existing child
-is first applied as a server-side dry run, and only when the API server's answer differs from
-the live object is it applied for real. A second reconcile of an unchanged pipeline therefore
-writes nothing, while a hand-edited or deleted child is put back.
+Gathering reads the pipeline, its labelled children and (on measuring reconciles) Prometheus
+into one frozen `Observed` (gather.py). Deciding is pure (the `decide` package): which tracks
+run and with which model (decide/tracks.py), the manifests (decide/children.py), the status
+(decide/status.py). Acting applies only what differs: each existing child is first applied as a
+server-side dry run, and only when the API server's answer differs from the live object is it
+applied for real. The Deployments the API server returns from those applies refresh the
+observation (no new read), and the status is decided from that and written by this module only.
+A second reconcile of an unchanged pipeline therefore writes nothing, while a hand-edited or
+deleted child is put back. A pipeline that cannot be planned is reported Degraded, naming the
+field, and its children are left as they are.
 """
 
 from __future__ import annotations
@@ -16,24 +21,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.operator.announce import announce
-from scorefleet.operator.children import (
+from scorefleet.operator.decide.children import (
     DEFAULTS,
     Defaults,
     Manifest,
-    TrackPlan,
     child_key,
-    plan_children,
+    decide_children,
 )
-from scorefleet.operator.kube import Kube, KubeError, Obj
-from scorefleet.operator.settings import Measure
-from scorefleet.operator.status_decision import (
-    DeploymentState,
-    Observed,
-    Transition,
+from scorefleet.operator.decide.conditions import Transition
+from scorefleet.operator.decide.status import (
+    StatusInputs,
+    decide_invalid_status,
     decide_status,
 )
+from scorefleet.operator.decide.tracks import plan_tracks
+from scorefleet.operator.decide.validity import InvalidSpec, last_status, parse_pipeline
+from scorefleet.operator.gather import deployments_by_track, observe
+from scorefleet.operator.kube import Kube, KubeError, Obj
+from scorefleet.operator.settings import Measure
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -53,12 +59,7 @@ class ReconcileResult:
     unchanged: int = 0
     status_written: bool = False
     transitions: list[Transition] = field(default_factory=list)
-
-
-def plan_tracks(pipeline: ScoringPipeline) -> list[TrackPlan]:
-    """Which tracks run. Until rollouts exist, the spec's model is the stable track's."""
-    scaling = pipeline.spec.scaling
-    return [TrackPlan(track="stable", model=pipeline.spec.model, replicas=scaling.min_replicas)]
+    invalid: InvalidSpec | None = None
 
 
 def same_object(preview: Obj, live: Obj) -> bool:
@@ -67,24 +68,6 @@ def same_object(preview: Obj, live: Obj) -> bool:
         return False
     pm, lm = preview.get("metadata", {}), live.get("metadata", {})
     return all(pm.get(k) == lm.get(k) for k in _COMPARED_META)
-
-
-def deployment_state(obj: Obj | None) -> DeploymentState | None:
-    if obj is None:
-        return None
-    spec, status = obj.get("spec", {}), obj.get("status", {})
-    stuck = any(c.get("type") == "Progressing" and c.get("status") == "False"
-                and c.get("reason") == "ProgressDeadlineExceeded"
-                for c in status.get("conditions", []))
-    return DeploymentState(
-        generation=obj["metadata"].get("generation", 0),
-        observed_generation=status.get("observedGeneration", 0),
-        desired=spec.get("replicas", 1),
-        updated=status.get("updatedReplicas", 0),
-        ready=status.get("readyReplicas", 0),
-        available=status.get("availableReplicas", 0),
-        deadline_exceeded=stuck,
-    )
 
 
 def _lock(namespace: str, name: str) -> threading.Lock:
@@ -109,44 +92,74 @@ def reconcile(kube: Kube, namespace: str, name: str, logger: Logger,
 
 def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
                measure: Measure | None, now: Callable[[], datetime]) -> ReconcileResult:
-    pipeline = ScoringPipeline.from_body(body)
-    ns, name = pipeline.metadata.namespace, pipeline.metadata.name
-    tracks = plan_tracks(pipeline)
-    desired = plan_children(pipeline, tracks, defaults)
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    # Gather.
     existing = kube.list_children(ns, name)
+    # Decide.
+    pipeline = parse_pipeline(body)
+    if isinstance(pipeline, InvalidSpec):
+        return _report_invalid(kube, body, pipeline, logger, now())
+    tracks = plan_tracks(pipeline)
+    desired = decide_children(pipeline, tracks.tracks, defaults)
+    if isinstance(desired, InvalidSpec):
+        return _report_invalid(kube, body, desired, logger, now())
+    observed = observe(ns, name, existing, measure)
+    # Act.
     result = ReconcileResult()
+    current, apply_error = _apply_children(kube, desired, existing, result, logger)
+    observed = observed.with_deployments(deployments_by_track(current), apply_error)
+    status, transitions = decide_status(StatusInputs(pipeline, tracks, observed, now()))
+    result.transitions = [*_child_transitions(result), *transitions]
+    _write_status(kube, body, status.wire(), result)
+    for transition in result.transitions:
+        announce(kube, body, transition, logger)
+    return result
 
-    apply_error = None
+
+def _apply_children(kube: Kube, desired: list[Manifest], existing: dict[tuple[str, str], Obj],
+                    result: ReconcileResult, logger: Logger,
+                    ) -> tuple[dict[tuple[str, str], Obj], str | None]:
+    """Apply what differs, delete what is no longer planned; the children as they are now."""
+    meta = desired[0]["metadata"]
     current: dict[tuple[str, str], Obj] = dict(existing)
     for manifest in desired:
         try:
             current[child_key(manifest)] = _apply_if_changed(
                 kube, manifest, existing.get(child_key(manifest)), result)
         except KubeError as exc:
-            apply_error = f"{manifest['kind']} {manifest['metadata']['name']}: {exc}"
-            logger.error("apply failed for %s/%s: %s", ns, name, apply_error)
-            break
-    if apply_error is None:
-        wanted = {child_key(m) for m in desired}
-        for key in sorted(set(existing) - wanted):
-            kube.delete(key[0], ns, key[1])
-            current.pop(key, None)
-            result.deleted.append(f"{key[0]}/{key[1]}")
+            error = f"{manifest['kind']} {manifest['metadata']['name']}: {exc}"
+            logger.error("apply failed for %s/%s: %s", meta["namespace"], meta["name"], error)
+            return current, error
+    wanted = {child_key(m) for m in desired}
+    for key in sorted(set(existing) - wanted):
+        kube.delete(key[0], meta["namespace"], key[1])
+        current.pop(key, None)
+        result.deleted.append(f"{key[0]}/{key[1]}")
+    return current, None
 
-    stable = current.get(("Deployment", f"{name}-stable"))
-    observed = Observed(stable=deployment_state(stable), apply_error=apply_error,
-                        stable_metrics=measure(ns, name, "stable") if measure else None)
-    status, transitions = decide_status(pipeline, observed, tracks[0].replicas, now())
-    result.transitions = [*_child_transitions(result), *transitions]
 
-    new_status = status.wire()
-    old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
-    if new_status != old_status:
-        kube.patch_pipeline_status(ns, name, _with_removals(old_status, new_status))
-        result.status_written = True
-    for transition in result.transitions:
+def _report_invalid(kube: Kube, body: Obj, invalid: InvalidSpec, logger: Logger,
+                    now: datetime) -> ReconcileResult:
+    """Nothing is applied or deleted: the scorers keep running as they were."""
+    generation = body["metadata"].get("generation", 0)
+    status, transitions = decide_invalid_status(last_status(body), generation, invalid, now)
+    result = ReconcileResult(transitions=transitions, invalid=invalid)
+    _write_status(kube, body, status.wire(), result)
+    for transition in transitions:
         announce(kube, body, transition, logger)
     return result
+
+
+def _write_status(kube: Kube, body: Obj, new_status: dict[str, Any],
+                  result: ReconcileResult) -> None:
+    """The one status writer: a merge patch, only when something changed."""
+    old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    if new_status != old_status:
+        meta = body["metadata"]
+        kube.patch_pipeline_status(meta["namespace"], meta["name"],
+                                   _with_removals(old_status, new_status))
+        result.status_written = True
 
 
 def _apply_if_changed(kube: Kube, manifest: Manifest, live: Obj | None,

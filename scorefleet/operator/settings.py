@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.api.status import TrackMetrics
-from scorefleet.operator.children import Defaults
+from scorefleet.operator.decide.children import Defaults
 from scorefleet.operator.prometheus import Prometheus, PrometheusError, TrackSelector
 
 # (namespace, pipeline, track) -> the track's measurement, or None when it could not be taken.

@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from scorefleet.api.scorer_config import ScorerConfig
+from scorefleet.api.scorer_config import ScorerConfig, model_health_service
 from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
 from scorefleet.scorer.engine import ScoringEngine
 from scorefleet.scorer.handlers import add_inference, add_scorer
@@ -98,6 +98,7 @@ class Worker:
         self.slots = ModelSlots(self.engine, self.metrics, self.config.pipeline,
                                 self.config.track, self.config.intra_op_threads)
         self.health = HealthServicer()
+        self._model_service: str | None = None
         self.lifecycle = Lifecycle()
         self.server: Any = None
         self._parent = os.getppid()
@@ -197,6 +198,16 @@ class Worker:
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for service in HEALTH_SERVICES:
             await self.health.set(service, status)
+        # Readiness probes ask for the loaded primary's own service name, so a pod is Ready
+        # only while it serves the model its Deployment names (api.scorer_config).
+        primary = self.engine.primary
+        model_service = model_health_service(primary.ref) if serving and primary else None
+        if self._model_service not in (None, model_service):
+            await self.health.set(self._model_service,
+                                  health_pb2.HealthCheckResponse.NOT_SERVING)
+        if model_service is not None:
+            await self.health.set(model_service, status)
+        self._model_service = model_service
         self.metrics.ready.set(1 if serving else 0)
 
     async def _mark_not_serving(self) -> None:

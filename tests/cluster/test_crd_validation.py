@@ -68,6 +68,15 @@ INVALID = [
     ("spec.scorer", {"resources": {"requests": {"cpu": "lots"}}},
      "spec.scorer.resources.requests"),
     ("spec.scorer", {"env": [{"name": "1BAD"}]}, "spec.scorer.env[0].name"),
+    # Bounds the scorer's config shares (scorefleet.api.bounds), and durations where zero
+    # means nothing.
+    ("spec.scorer", {"drainDelay": "10m"}, "spec.scorer.drainDelay"),
+    ("spec.scorer", {"gracePeriod": "601s"}, "spec.scorer.gracePeriod"),
+    ("spec.scorer", {"maxConnectionAge": "0s"}, "spec.scorer.maxConnectionAge"),
+    ("spec.rollout.analysis", {"interval": "0s"}, "spec.rollout.analysis.interval"),
+    ("spec.rollout.analysis", {"maxP99Latency": "0ms"}, "spec.rollout.analysis.maxP99Latency"),
+    ("spec.rollout.canary", {"steps": [{"weight": 10, "pause": "0s"}]},
+     "spec.rollout.canary.steps[0].pause"),
     ("metadata.name", "x" * 51, "metadata.name"),
     ("metadata.name", "9lives", "metadata.name"),
 ]
@@ -93,6 +102,17 @@ def test_valid_minimal_pipeline_gets_server_side_defaults(kube: Kube, namespace:
     assert [s["weight"] for s in spec["rollout"]["canary"]["steps"]] == [5, 25, 50]
     assert spec["rollout"]["router"]["type"] == "Replicas"
     assert spec["model"]["threshold"] == 0.5
+
+
+def test_bounds_are_inclusive(kube: Kube, namespace: str) -> None:
+    """The limits themselves are admitted, and the scorer config accepts what they render."""
+    body = with_spec("spec.scorer", {"drainDelay": "5m", "gracePeriod": "10m",
+                                     "maxConnectionAge": "1s"})
+    body["spec"]["rollout"] = {"analysis": {"interval": "1s", "maxP99Latency": "1ms"},
+                               "canary": {"steps": [{"weight": 10, "pause": "1s"}]}}
+    created = create(kube, namespace, body)
+    assert created is not None
+    assert created["spec"]["scorer"]["drainDelay"] == "5m"
 
 
 def test_unknown_fields_are_pruned_not_stored(kube: Kube, namespace: str) -> None:

@@ -103,7 +103,10 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     assert cm is not None and "maxBatchSize: 128" in cm["data"]["config.yaml"]
     assert sp["status"]["readyReplicas"] == 2
     assert sp["status"]["observedGeneration"] == 1
+    # The stable model is recorded once its pods proved it: the template names its revision
+    # and the readiness probe asks the scorer for exactly that model.
     assert sp["status"]["stable"]["version"] == "v1"
+    assert condition(sp, "Promoted")["reason"] == "StableIsDesired"
     assert condition(sp, "Ready")["reason"] == "ScorersReady"
     assert condition(sp, "Degraded")["status"] == "False"
     # The operator never writes spec: the generation is still the one kubectl made.
@@ -139,6 +142,35 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     sp = eventually("Ready at generation 2", lambda: (
         s if (s := ready(namespace)) and s["status"]["observedGeneration"] == 2
         and s["status"]["readyReplicas"] == 3 else None), timeout=90)
+
+    # A new model is not hot-swapped into the stable track: it is recorded as the candidate
+    # and the Promoted condition (and an Event) says rollouts are not there yet.
+    template = get("deployment", "phish-stable", namespace)["spec"]["template"]  # type: ignore[index]
+    kubectl("patch", "scoringpipeline", "phish", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"model": {"version": "v2",
+                                           "uri": "file:///models/phishing-v2.onnx"}}}))
+    sp = eventually("candidate recorded", lambda: (
+        s if (s := get("scoringpipeline", "phish", namespace))
+        and (s.get("status", {}).get("candidate") or {}).get("version") == "v2" else None))
+    assert sp["status"]["stable"]["version"] == "v1"
+    assert sp["status"]["phase"] == "Ready"
+    assert condition(sp, "Promoted")["reason"] == "RolloutUnavailable"
+    cm = get("configmap", "phish-stable", namespace)
+    assert cm is not None and "version: v1" in cm["data"]["config.yaml"]
+    assert "phishing-v2" not in cm["data"]["config.yaml"]
+    assert get("deployment", "phish-stable", namespace)["spec"]["template"] == template  # type: ignore[index]
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json",
+                                "--field-selector", "involvedObject.name=phish"))["items"]
+    (warning,) = [e for e in events if e["reason"] == "RolloutUnavailable"]
+    assert warning["type"] == "Warning" and "v2" in warning["message"]
+    # Back to the stable model: nothing pending any more.
+    kubectl("patch", "scoringpipeline", "phish", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"model": {"version": "v1",
+                                           "uri": "file:///models/phishing-v1.onnx"}}}))
+    sp = eventually("candidate cleared", lambda: (
+        s if (s := get("scoringpipeline", "phish", namespace))
+        and condition(s, "Promoted")["reason"] == "StableIsDesired" else None))
+    assert "candidate" not in sp["status"]
 
     # A hand edit is reverted and a deleted child comes back.
     kubectl("scale", "deployment", "phish-stable", "-n", namespace, "--replicas=7")

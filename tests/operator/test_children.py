@@ -10,15 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scorefleet.api.pipeline import ScoringPipeline
-from scorefleet.api.scorer_config import ScorerConfig
+from scorefleet.api.scorer_config import ScorerConfig, model_revision
 from scorefleet.operator import naming as n
-from scorefleet.operator.children import (
-    TrackPlan,
+from scorefleet.operator.decide.children import (
+    Defaults,
     child_key,
+    decide_children,
     parse_quantity,
     plan_children,
     scorer_workers,
 )
+from scorefleet.operator.decide.tracks import TrackPlan
+from scorefleet.operator.decide.validity import InvalidSpec
 from tests.operator.conftest import make_pipeline
 
 
@@ -50,6 +53,11 @@ def test_deployment_runs_the_scorer_with_its_config(pipeline: ScoringPipeline) -
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["--config", "/etc/scorefleet/config.yaml"]
     assert container["readinessProbe"]["grpc"]["port"] == 9000
+    # Ready only once this very model is loaded: the probe asks for the model's own service,
+    # and the template names the revision, so a new model is a new template.
+    revision = model_revision(pipeline.spec.model)
+    assert container["readinessProbe"]["grpc"]["service"] == f"scorefleet.model.{revision}"
+    assert pod["metadata"]["annotations"][n.ANNOTATION_MODEL_REVISION] == revision
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == "phish-stable"
     # drain 5s + grace 20s + slack
     assert pod["spec"]["terminationGracePeriodSeconds"] == 30
@@ -102,13 +110,41 @@ def test_workers_follow_cpu_request(millicores: int) -> None:
     assert scorer_workers(p) == -(-millicores // 1000)
 
 
+@pytest.mark.parametrize("cpu", ["65", "1E", "1e18", "100k"])
+def test_workers_stop_at_the_scorers_limit(cpu: str) -> None:
+    p = make_pipeline({"scorer": {"resources": {"requests": {"cpu": cpu}}}})
+    assert scorer_workers(p) == 64
+    assert not isinstance(decide_children(p, (TrackPlan("stable", p.spec.model, 1),)),
+                          InvalidSpec)
+
+
+def test_a_quantity_the_pattern_admits_but_is_no_number_names_the_field() -> None:
+    p = make_pipeline({"scorer": {"resources": {"requests": {"cpu": "1e1.5"}}}})
+    out = decide_children(p, (TrackPlan("stable", p.spec.model, 1),))
+    assert isinstance(out, InvalidSpec)
+    assert out.field == "spec.scorer.resources.requests.cpu"
+
+
+@pytest.mark.parametrize(("scorer", "field"), [
+    ({"drainDelay": "10m"}, "spec.scorer.drainDelay"),
+    ({"gracePeriod": "11m"}, "spec.scorer.gracePeriod"),
+    ({"maxConnectionAge": "500ms"}, "spec.scorer.maxConnectionAge"),
+])
+def test_a_scorer_bound_the_crd_missed_is_reported_not_raised(scorer: dict[str, str],
+                                                             field: str) -> None:
+    """The CRD rejects these now (CEL); a pipeline stored before the rule still plans to a
+    Degraded condition naming the field instead of a traceback every resync."""
+    p = make_pipeline({"scorer": scorer})
+    out = decide_children(p, (TrackPlan("stable", p.spec.model, 1),))
+    assert isinstance(out, InvalidSpec)
+    assert out.field == field
+
+
 def test_explicit_workers_win() -> None:
     assert scorer_workers(make_pipeline({"scorer": {"workers": 3}})) == 3
 
 
 def test_scorer_image_defaults_to_the_operators_unless_pinned() -> None:
-    from scorefleet.operator.children import Defaults
-
     defaults = Defaults(scorer_image="registry.local/scorer:2.0", scorer_image_pull_policy="Always")
     p = make_pipeline()
     dep = next(m for m in plan_children(p, [TrackPlan("stable", p.spec.model, 1)], defaults)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from scorefleet.operator.reconcile import _with_removals, deployment_state, same_object
+from scorefleet.operator import naming as n
+from scorefleet.operator.decide.observed import deployment_state
+from scorefleet.operator.gather import deployments_by_track
+from scorefleet.operator.reconcile import _with_removals, same_object
 
 
 def test_same_object_ignores_what_is_not_ours() -> None:
@@ -23,13 +26,28 @@ def test_merge_patch_nulls_vanished_keys_at_depth() -> None:
 
 
 def test_deployment_state_reads_status() -> None:
-    obj = {"metadata": {"generation": 4}, "spec": {"replicas": 3},
-           "status": {"observedGeneration": 4, "updatedReplicas": 3, "readyReplicas": 2,
+    obj = {"metadata": {"generation": 4},
+           "spec": {"replicas": 3, "template": {"metadata": {"annotations": {
+               n.ANNOTATION_MODEL_REVISION: "abc"}}}},
+           "status": {"observedGeneration": 4, "replicas": 4, "updatedReplicas": 3,
+                      "readyReplicas": 2,
                       "availableReplicas": 2, "conditions": [
                           {"type": "Progressing", "status": "False",
                            "reason": "ProgressDeadlineExceeded"}]}}
     state = deployment_state(obj)
     assert state is not None
     assert (state.desired, state.ready, state.deadline_exceeded) == (3, 2, True)
+    assert (state.total, state.model_revision) == (4, "abc")
     assert not state.rolled_out
     assert deployment_state(None) is None
+
+
+def test_deployments_are_observed_per_track_by_label() -> None:
+    def deployment(track: str) -> dict:  # type: ignore[type-arg]
+        return {"metadata": {"name": f"p-{track}", "labels": {n.LABEL_TRACK: track}},
+                "spec": {"replicas": 1}, "status": {}}
+
+    children = {("Deployment", "p-stable"): deployment("stable"),
+                ("Deployment", "p-candidate"): deployment("candidate"),
+                ("ConfigMap", "p-stable"): {"metadata": {"labels": {n.LABEL_TRACK: "stable"}}}}
+    assert set(deployments_by_track(children)) == {"stable", "candidate"}

@@ -1,4 +1,5 @@
-"""What a pipeline's children should be: a pure function from the pipeline to manifests.
+"""What a pipeline's children should be: a pure function from the pipeline and its tracks to
+manifests.
 
 Per track (stable, later candidate): a ConfigMap with the scorer config and a Deployment of
 scorers mounting it. Per pipeline: a ClusterIP Service for gRPC clients and a headless Service
@@ -10,22 +11,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
+from scorefleet.api.bounds import MAX_WORKERS
 from scorefleet.api.common import duration_seconds
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.api.scorer_config import (
     KafkaStreamConfig,
-    ModelRef,
     ScorerConfig,
     ShadowScoringConfig,
-    Track,
+    model_health_service,
+    model_revision,
 )
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.operator import naming as n
+from scorefleet.operator.decide.tracks import TrackPlan
+from scorefleet.operator.decide.validity import (
+    SCORER_CONFIG_SOURCES,
+    InvalidSpec,
+    SpecError,
+    from_validation_error,
+)
 
 Manifest = dict[str, Any]
 
@@ -47,27 +57,21 @@ class Defaults:
 DEFAULTS = Defaults()
 
 
-@dataclass(frozen=True)
-class TrackPlan:
-    """One track to run: which model it serves, what it shadows, how many replicas."""
-
-    track: Track
-    model: ModelRef
-    replicas: int
-    shadow: ModelRef | None = None
-
-
 def parse_quantity(value: str | int) -> Decimal:
-    """A Kubernetes quantity ("500m", "2", "1Gi") as a number."""
+    """A Kubernetes quantity ("500m", "2", "1Gi") as a number; ValueError if it is none."""
     text = str(value)
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix]
-    return Decimal(text)
+    try:
+        for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+            if text.endswith(suffix):
+                return Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix]
+        return Decimal(text)
+    except InvalidOperation:  # e.g. "1e1.5": the CRD's quantity pattern lets it through
+        raise ValueError(f"not a quantity: {text!r}") from None
 
 
 def scorer_workers(pipeline: ScoringPipeline) -> int:
-    """Worker processes per pod: as set, or one per requested CPU (at least one).
+    """Worker processes per pod: as set, or one per requested CPU (at least one, at most
+    MAX_WORKERS, the scorer's own limit).
 
     A container sees every host core, not its CPU request, so "one per core" inside the pod
     would oversubscribe; the request is what the scheduler promised.
@@ -76,7 +80,14 @@ def scorer_workers(pipeline: ScoringPipeline) -> int:
     if scorer.workers:
         return scorer.workers
     cpu = (scorer.resources.requests or {}).get("cpu")
-    return max(1, math.ceil(parse_quantity(cpu))) if cpu is not None else 1
+    if cpu is None:
+        return 1
+    try:
+        cores = parse_quantity(cpu)
+    except ValueError as exc:
+        raise SpecError("spec.scorer.resources.requests.cpu", str(exc)) from None
+    # Clamp before rounding: "1E" CPUs would otherwise become an integer of 19 digits.
+    return max(1, math.ceil(min(cores, Decimal(MAX_WORKERS))))
 
 
 def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
@@ -98,7 +109,7 @@ def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
         intra_op_threads=scorer.intra_op_threads,
         drain_delay_seconds=duration_seconds(scorer.drain_delay),
         grace_period_seconds=duration_seconds(scorer.grace_period),
-        max_connection_age_seconds=max(1.0, duration_seconds(scorer.max_connection_age)),
+        max_connection_age_seconds=duration_seconds(scorer.max_connection_age),
         stream=_stream_config(pipeline),
         online_features=(pipeline.spec.features.redis.scorer_config()
                          if pipeline.spec.features else None),
@@ -162,10 +173,12 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
         ],
         "env": [e.wire() for e in scorer.env],
         "resources": scorer.resources.wire(),
-        # Readiness follows the scorer's gRPC health: NOT_SERVING during drain or while no
-        # model is loaded takes the pod out of every Service before RPCs are refused.
-        "readinessProbe": {"grpc": {"port": scorer.port}, "periodSeconds": 2,
-                           "failureThreshold": 1},
+        # Readiness asks the scorer's gRPC health for this model's own service: SERVING only
+        # while this model is loaded and not draining, so a Ready pod has loaded it, and
+        # draining takes the pod out of every Service before RPCs are refused.
+        "readinessProbe": {"grpc": {"port": scorer.port,
+                                    "service": model_health_service(plan.model)},
+                           "periodSeconds": 2, "failureThreshold": 1},
         "livenessProbe": {"grpc": {"port": scorer.port}, "initialDelaySeconds": 30,
                           "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [{"name": "config", "mountPath": n.CONFIG_DIR, "readOnly": True}],
@@ -194,6 +207,9 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(scorer.metrics_port),
+                        # The model the pods must load (also in the probe): a new model is a
+                        # new template, so Deployment status proves which model pods run.
+                        n.ANNOTATION_MODEL_REVISION: model_revision(plan.model),
                     },
                 },
                 "spec": {
@@ -229,7 +245,7 @@ def _service(pipeline: ScoringPipeline, name: str, headless: bool) -> Manifest:
     }
 
 
-def plan_children(pipeline: ScoringPipeline, tracks: list[TrackPlan],
+def plan_children(pipeline: ScoringPipeline, tracks: tuple[TrackPlan, ...] | list[TrackPlan],
                   defaults: Defaults = DEFAULTS) -> list[Manifest]:
     """Every child the pipeline should have, in the order they should be applied.
 
@@ -246,3 +262,14 @@ def plan_children(pipeline: ScoringPipeline, tracks: list[TrackPlan],
 def child_key(manifest: Manifest) -> tuple[str, str]:
     """(kind, name): how a child is matched to what exists."""
     return manifest["kind"], manifest["metadata"]["name"]
+
+
+def decide_children(pipeline: ScoringPipeline, tracks: tuple[TrackPlan, ...],
+                    defaults: Defaults = DEFAULTS) -> list[Manifest] | InvalidSpec:
+    """plan_children, or the spec field that keeps it from rendering (never an exception)."""
+    try:
+        return plan_children(pipeline, tracks, defaults)
+    except SpecError as exc:
+        return InvalidSpec(exc.field, exc.message)
+    except ValidationError as exc:  # the scorer config refused a value the CRD admitted
+        return from_validation_error(exc, SCORER_CONFIG_SOURCES)
