@@ -45,7 +45,7 @@ def test_resync_measures_the_watched_namespace_only(
     watched = new_namespace()
     other = new_namespace()
     rel = install_rbac({"watchNamespace": watched,
-                        "operator": {"livenessPort": free_port()}})
+                        "operator": {"verbose": True, "livenessPort": free_port()}})
     kubectl("apply", "-n", other, "-f", "-", stdin=PIPELINE)
     # No scrape targets: every answer is "no data", which still stamps status.metrics with
     # its measuredAt; only a resync that reached the pipeline and Prometheus writes that.

@@ -51,3 +51,20 @@ def test_deployments_are_observed_per_track_by_label() -> None:
                 ("Deployment", "p-candidate"): deployment("candidate"),
                 ("ConfigMap", "p-stable"): {"metadata": {"labels": {n.LABEL_TRACK: "stable"}}}}
     assert set(deployments_by_track(children)) == {"stable", "candidate"}
+
+
+def test_observation_after_acting_takes_the_applied_deployments() -> None:
+    from types import MappingProxyType
+
+    from scorefleet.api.status import TrackMetrics
+    from scorefleet.operator.decide.observed import DeploymentState, Observed, TrackObservation
+
+    old = DeploymentState(1, 1, 2, 2, 2, 2, False, 2, "a")
+    new = DeploymentState(2, 1, 2, 0, 2, 2, False, 2, "b")
+    metrics = TrackMetrics(qps=1.0)
+    before = Observed(MappingProxyType({"stable": TrackObservation(old, metrics),
+                                        "candidate": TrackObservation(old)}))
+    after = before.with_deployments({"stable": new}, "boom")
+    assert after.track("stable") == TrackObservation(new, metrics)  # metrics kept
+    assert after.track("candidate").deployment is None  # deleted while acting
+    assert after.apply_error == "boom"

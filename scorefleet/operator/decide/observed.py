@@ -71,10 +71,10 @@ class Observed:
                          apply_error: str | None) -> Observed:
         """The same observation after acting: the Deployments as the API server returned them
         from the apply (no new read), and the apply's outcome."""
-        tracks = {name: replace(self.track(name), deployment=dep)
-                  for name, dep in deployments.items()}
-        merged = {**self.tracks, **tracks}
-        return Observed(tracks=MappingProxyType(merged), apply_error=apply_error)
+        # A track missing from `deployments` has no Deployment any more (it was deleted).
+        tracks = {name: replace(self.track(name), deployment=deployments.get(name))
+                  for name in {*self.tracks, *deployments}}
+        return Observed(tracks=MappingProxyType(tracks), apply_error=apply_error)
 
 
 def deployment_state(obj: Mapping[str, Any] | None) -> DeploymentState | None:
