@@ -16,6 +16,8 @@ MIN_CONNECTION_AGE_SECONDS = 1
 # Scorer processes and onnxruntime threads per pod.
 MAX_WORKERS = 64
 MAX_INTRA_OP_THREADS = 64
+# Kafka stream: the longest a batch may take before the broker reassigns partitions.
+MAX_POLL_INTERVAL_SECONDS = 86400
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class KafkaStreamConfig(CamelModel):
     features_field: str = "features"
     max_batch_size: int = Field(default=500, ge=1, le=10000)
     max_batch_wait_seconds: float = Field(default=0.02, ge=0.0, le=10.0)
-    max_poll_interval_seconds: float = Field(default=300.0, gt=0.0, le=86400.0)
+    max_poll_interval_seconds: float = Field(default=300.0, gt=0.0,
+                                             le=b.MAX_POLL_INTERVAL_SECONDS)
     session_timeout_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)
     security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"

@@ -272,6 +272,7 @@ class KafkaSourceSpec(CamelModel):
             ".sessionTimeout"),
         cel("duration(self.maxPollInterval) > duration(self.sessionTimeout)",
             "maxPollInterval must be longer than sessionTimeout", ".maxPollInterval"),
+        b.cel_duration_at_most("maxPollInterval", b.MAX_POLL_INTERVAL_SECONDS),
     )}
 
     bootstrap_servers: list[str] = Field(

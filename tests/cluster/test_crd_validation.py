@@ -77,6 +77,9 @@ INVALID = [
     ("spec.rollout.analysis", {"maxP99Latency": "0ms"}, "spec.rollout.analysis.maxP99Latency"),
     ("spec.rollout.canary", {"steps": [{"weight": 10, "pause": "0s"}]},
      "spec.rollout.canary.steps[0].pause"),
+    ("spec.source", {"kafka": {"bootstrapServers": ["k:9092"], "topic": "t", "verdictTopic": "v",
+                               "deadLetterTopic": "d", "maxPollInterval": "25h"}},
+     "spec.source.kafka.maxPollInterval"),
     ("metadata.name", "x" * 51, "metadata.name"),
     ("metadata.name", "9lives", "metadata.name"),
 ]

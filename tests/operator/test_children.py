@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import yaml
@@ -156,3 +157,22 @@ def test_scorer_image_defaults_to_the_operators_unless_pinned() -> None:
                                         defaults) if m["kind"] == "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert (c["image"], c["imagePullPolicy"]) == ("mine:1", "Never")
+
+
+@pytest.mark.parametrize(("spec", "field", "says"), [
+    ({"source": {"kafka": {"bootstrapServers": ["k:9092"], "topic": "t",
+                           "verdictTopic": "v", "deadLetterTopic": "d"}},
+      "features": {"redis": {"address": "r:6379", "keyTemplate": "000", "features": ["f"]}}},
+     "spec.features.redis", "keyTemplate"),
+    ({"features": {"redis": {"address": "r:6379", "keyTemplate": "s:{sender}",
+                             "features": ["f"]}}},
+     "spec.features", "onlineFeatures needs stream"),
+])
+def test_stream_sections_the_crd_rules_missed_name_their_section(
+        spec: dict[str, Any], field: str, says: str) -> None:
+    """Found by the schema-generated property test: rules the CRD checks in CEL but the
+    scorer config checks in a validator without a location."""
+    p = make_pipeline(spec)
+    out = decide_children(p, (TrackPlan("stable", p.spec.model, 1),))
+    assert isinstance(out, InvalidSpec)
+    assert (out.field, says in out.message) == (field, True), out

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.api.scorer_config import ScorerConfig
 from scorefleet.operator import naming as n
-from scorefleet.operator.children import TrackPlan, plan_children
+from scorefleet.operator.decide.children import plan_children
+from scorefleet.operator.decide.tracks import TrackPlan
 
 MODEL = {"name": "phishing", "version": "v1", "uri": "file:///models/v1.onnx"}
 KAFKA = {"bootstrapServers": ["kafka-0.kafka:9092"], "topic": "mail-events",

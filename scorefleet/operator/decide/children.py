@@ -10,9 +10,10 @@ makes a replica-ratio canary a request-ratio canary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -38,6 +39,7 @@ from scorefleet.operator.decide.validity import (
 )
 
 Manifest = dict[str, Any]
+T = TypeVar("T")
 
 _SUFFIXES: dict[str, Decimal] = {
     **{s: Decimal(2) ** (10 * i) for i, s in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"], 1)},
@@ -110,10 +112,19 @@ def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
         drain_delay_seconds=duration_seconds(scorer.drain_delay),
         grace_period_seconds=duration_seconds(scorer.grace_period),
         max_connection_age_seconds=duration_seconds(scorer.max_connection_age),
-        stream=_stream_config(pipeline),
-        online_features=(pipeline.spec.features.redis.scorer_config()
-                         if pipeline.spec.features else None),
+        stream=_section("spec.source.kafka", lambda: _stream_config(pipeline)),
+        online_features=_section("spec.features.redis", lambda: (
+            pipeline.spec.features.redis.scorer_config() if pipeline.spec.features else None)),
     )
+
+
+def _section(field: str, build: Callable[[], T]) -> T:
+    """A sub-config built from one spec section; its refusal names that section."""
+    try:
+        return build()
+    except ValidationError as exc:
+        invalid = from_validation_error(exc, prefix=field)
+        raise SpecError(invalid.field, invalid.message) from None
 
 
 def _stream_config(pipeline: ScoringPipeline) -> KafkaStreamConfig | None:

@@ -32,6 +32,8 @@ SCORER_CONFIG_SOURCES: dict[str, str] = {
     "drainDelaySeconds": "spec.scorer.drainDelay",
     "gracePeriodSeconds": "spec.scorer.gracePeriod",
     "maxConnectionAgeSeconds": "spec.scorer.maxConnectionAge",
+    "stream": "spec.source.kafka",
+    "onlineFeatures": "spec.features",
 }
 
 
@@ -63,19 +65,31 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def from_validation_error(exc: ValidationError, sources: Mapping[str, str] | None = None,
-                          ) -> InvalidSpec:
-    """The first error of `exc`, its location mapped through `sources` (first element)."""
+                          prefix: str | None = None) -> InvalidSpec:
+    """The first error of `exc` as the spec field it concerns.
+
+    Its location's first element is mapped through `sources` (a scorer-config field -> the
+    spec field it comes from), or appended to `prefix` (the spec section a sub-config was built
+    from). A model-level error has no location: validators that check several fields start
+    their message with the field they blame ("onlineFeatures needs stream"), so that first word
+    is looked up in `sources` too.
+    """
     err = exc.errors()[0]
     loc = tuple(err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
     # Models built in Python report field names (drain_delay_seconds), parsed ones aliases.
-    head = to_camel(str(loc[0])) if loc else ""
+    head = to_camel(str(loc[0])) if loc else (message.split(" ", 1)[0] if message else "")
+    rest = field_path(loc[1:]) if loc else ""
     if sources is not None and head in sources:
-        name = sources[head]
-        rest = field_path(loc[1:])
-        path = name + ("" if not rest else rest if rest.startswith("[") else f".{rest}")
+        path = sources[head]
+    elif prefix is not None:
+        # A sub-config's `<x>_seconds` is the spec section's Duration `<x>`.
+        path, rest = prefix, field_path(tuple(
+            p if isinstance(p, int) else to_camel(str(p)).removesuffix("Seconds") for p in loc))
     else:
-        path = field_path(loc) or "spec"
-    return InvalidSpec(path, str(err["msg"]))
+        return InvalidSpec(field_path(loc) or "spec", message)
+    return InvalidSpec(path + ("" if not rest else rest if rest.startswith("[") else f".{rest}"),
+                       message)
 
 
 def parse_pipeline(body: Mapping[str, Any]) -> ScoringPipeline | InvalidSpec:
