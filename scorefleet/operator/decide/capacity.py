@@ -1,0 +1,107 @@
+"""What one replica of a track can take: a conservative prior, refined by measurement.
+
+The autoscaler learns each track's saturation throughput per replica (mu in `queueing.py`) from
+steady measurements of (QPS per ready replica, p99) and its idle latency from the lowest p99 it
+has seen. It starts from a prior that errs towards more replicas, and it never believes a
+replica can do more than `optimism` times the load it has actually been seen to serve: a quiet
+night must not teach it that each replica could take the morning peak.
+
+Learning happens in log space with a fixed rate, so a single noisy sample moves the estimate by
+at most a fraction of its error, and a wrong prior is forgotten after a handful of samples
+(0.7^8 ~ 6 % of the prior's error is left after eight).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from scorefleet.operator.decide.queueing import (
+    DEFAULT_TAIL_FACTOR,
+    ReplicaModel,
+    infer_throughput,
+)
+
+CapacitySource = Literal["prior", "hint", "learned"]
+
+
+@dataclass(frozen=True)
+class LearningTuning:
+    """Knobs of the capacity learner; the defaults are what the simulation benchmark ran."""
+
+    # Saturation throughput assumed before any measurement, per replica. The scorer measured
+    # 8,575 unary RPC/s per 2-core replica; a heavier model or a smaller pod does less, so the
+    # prior is a quarter of that: the first minutes cost replicas, not the SLO.
+    prior_throughput_qps: float = 2000.0
+    # Idle p99 assumed before measurement, as a fraction of the SLO.
+    prior_base_fraction: float = 0.1
+    learning_rate: float = 0.3
+    # Never believe a replica saturates above this multiple of the load it was seen serving:
+    # at low load the p99 is mostly jitter, and the queueing curve extrapolates it far.
+    optimism: float = 10.0
+    tail_factor: float = DEFAULT_TAIL_FACTOR
+
+
+@dataclass(frozen=True)
+class LearnedCapacity:
+    """A track's per-replica capacity estimate, serialisable into status."""
+
+    throughput_qps: float
+    base_ms: float
+    samples: int = 0
+    source: CapacitySource = "prior"
+    updated_at: float | None = None
+
+    def model(self, tuning: LearningTuning) -> ReplicaModel:
+        return ReplicaModel(self.throughput_qps, self.base_ms, tuning.tail_factor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"throughputQPS": self.throughput_qps, "baseMs": self.base_ms,
+                "samples": self.samples, "source": self.source, "updatedAt": self.updated_at}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LearnedCapacity:
+        source = data.get("source", "prior")
+        if source not in ("prior", "hint", "learned"):
+            raise ValueError(f"capacity.source: unknown value {source!r}")
+        updated = data.get("updatedAt")
+        return cls(throughput_qps=float(data["throughputQPS"]), base_ms=float(data["baseMs"]),
+                   samples=int(data.get("samples", 0)), source=source,
+                   updated_at=None if updated is None else float(updated))
+
+
+def prior_capacity(slo_p99_ms: float, target_p99_ms: float, tuning: LearningTuning,
+                   target_qps_per_replica: float | None = None) -> LearnedCapacity:
+    """The estimate before any measurement.
+
+    With `targetQPSPerReplica` the user has said what one replica sustains: the prior is the
+    saturation throughput at which the model puts exactly that load at the autoscaler's p99
+    target (the SLO less its headroom), so the first decisions size by the hint as given.
+    """
+    base = min(tuning.prior_base_fraction * slo_p99_ms, 0.5 * target_p99_ms)
+    if target_qps_per_replica is None:
+        return LearnedCapacity(tuning.prior_throughput_qps, base)
+    mu = infer_throughput(target_qps_per_replica, target_p99_ms, base, tuning.tail_factor)
+    assert mu is not None  # load > 0 and SLO > base by construction
+    return LearnedCapacity(mu, base, source="hint")
+
+
+def learn(cap: LearnedCapacity, per_replica_qps: float, p99_ms: float, now: float,
+          tuning: LearningTuning) -> LearnedCapacity:
+    """Fold one steady measurement into the estimate (the caller decides what is steady)."""
+    if not (math.isfinite(per_replica_qps) and math.isfinite(p99_ms)) or per_replica_qps <= 0:
+        return cap
+    base = min(cap.base_ms, p99_ms)
+    inferred = infer_throughput(per_replica_qps, p99_ms, base, tuning.tail_factor)
+    ceiling = tuning.optimism * per_replica_qps
+    a = tuning.learning_rate
+    if inferred is None or inferred >= ceiling:
+        # Little or no queueing visible: the sample only says "at least the ceiling". It may
+        # raise a lower estimate towards the ceiling; it must not lower a higher one.
+        target = max(cap.throughput_qps, ceiling)
+    else:
+        target = max(inferred, per_replica_qps)  # it did serve this load
+    mu = math.exp((1 - a) * math.log(cap.throughput_qps) + a * math.log(target))
+    return replace(cap, throughput_qps=mu, base_ms=base, samples=cap.samples + 1,
+                   source="learned", updated_at=now)
