@@ -138,10 +138,10 @@ def test_scale_down_waits_for_the_stabilization_window_then_steps() -> None:
 
 
 def test_hysteresis_keeps_a_count_that_still_has_margin() -> None:
-    # 6 replicas at 26k: 5 would still meet the 22.5 ms target but not the 20 ms down target.
+    # 6 replicas at 27k: 5 would still meet the 23.75 ms target, not the 21.25 ms down target.
     old = (Recommendation(NOW - 400, 6),)  # outside the window: nothing holds it but margin
     state = AutoscalerState({"stable": learned(6, recommendations=old)})
-    d = decide(sample(26_000, 6), 6, state=state).decisions["stable"]
+    d = decide(sample(27_000, 6), 6, state=state).decisions["stable"]
     assert (d.desired, d.reason) == (6, "WithinTarget")
     assert "wanted 6" in d.message
     d = decide(sample(24_500, 6), 6, state=state).decisions["stable"]
@@ -265,3 +265,17 @@ def test_capacity_is_learned_only_when_the_fleet_is_steady() -> None:
     steady = AutoscalerState({"stable": learned(6, capacity=LearnedCapacity(2000.0, 2.5))})
     after = decide(sample(30_000, 6), 6, state=steady).state.tracks["stable"]
     assert after.capacity.samples == 1 and after.capacity.throughput_qps > 2000.0
+
+
+def test_panic_reads_the_short_window_and_cools_down_after_a_scale_up() -> None:
+    remembered = sample(20_000, 6, p99_ms=80.0, p99_short_ms=12.0)  # the overload is over
+    assert decide(remembered, 6).decisions["stable"].reason != "PanicScaleUp"
+    now_bad = sample(20_000, 6, p99_ms=80.0, p99_short_ms=90.0)
+    assert decide(now_bad, 6).decisions["stable"].reason == "PanicScaleUp"
+    just_grew = AutoscalerState({"stable": learned(6, last_change_at=NOW - 20,
+                                                   last_direction=1)})
+    d = decide(now_bad, 6, state=just_grew).decisions["stable"]
+    assert (d.desired, d.reason) == (6, "WithinTarget")  # its new pods are not measured yet
+    cooled = AutoscalerState({"stable": learned(6, last_change_at=NOW - 61,
+                                                last_direction=1)})
+    assert decide(now_bad, 6, state=cooled).decisions["stable"].desired == 9

@@ -40,6 +40,8 @@ class LearningTuning:
     # Never believe a replica saturates above this multiple of the load it was seen serving:
     # at low load the p99 is mostly jitter, and the queueing curve extrapolates it far.
     optimism: float = 10.0
+    # Samples with p99 under this share of the target only raise the estimate (see `learn`).
+    band: float = 0.4
     tail_factor: float = DEFAULT_TAIL_FACTOR
 
 
@@ -88,18 +90,27 @@ def prior_capacity(slo_p99_ms: float, target_p99_ms: float, tuning: LearningTuni
 
 
 def learn(cap: LearnedCapacity, per_replica_qps: float, p99_ms: float, now: float,
-          tuning: LearningTuning) -> LearnedCapacity:
-    """Fold one steady measurement into the estimate (the caller decides what is steady)."""
+          tuning: LearningTuning, target_p99_ms: float | None = None) -> LearnedCapacity:
+    """Fold one steady measurement into the estimate (the caller decides what is steady).
+
+    A sample whose p99 is far under the target (below `band` x target) may raise the estimate
+    but not lower it: one parameter cannot fit a real latency curve everywhere, and the fit
+    that decides replica counts is the one near the target, so only samples there may pull
+    the estimate down (a heavier model shows itself as soon as p99 approaches the target).
+    """
     if not (math.isfinite(per_replica_qps) and math.isfinite(p99_ms)) or per_replica_qps <= 0:
         return cap
     base = min(cap.base_ms, p99_ms)
     inferred = infer_throughput(per_replica_qps, p99_ms, base, tuning.tail_factor)
     ceiling = tuning.optimism * per_replica_qps
     a = tuning.learning_rate
+    far_below = target_p99_ms is not None and p99_ms < tuning.band * target_p99_ms
     if inferred is None or inferred >= ceiling:
         # Little or no queueing visible: the sample only says "at least the ceiling". It may
         # raise a lower estimate towards the ceiling; it must not lower a higher one.
         target = max(cap.throughput_qps, ceiling)
+    elif far_below:
+        target = max(cap.throughput_qps, inferred)
     else:
         target = max(inferred, per_replica_qps)  # it did serve this load
     mu = math.exp((1 - a) * math.log(cap.throughput_qps) + a * math.log(target))

@@ -58,10 +58,11 @@ _DOWN_DEFAULT = ScalingBehavior(stabilization_window="5m", max_step_percent=10, 
 class ScalingTuning:
     """The policy's own knobs (not in the CRD); the defaults are what the benchmark ran."""
 
-    headroom: float = 0.1              # scale up to keep predicted p99 <= SLO x (1 - headroom)
-    down_headroom: float = 0.2         # scale down only if p99 stays <= SLO x (1 - this)
+    headroom: float = 0.05             # scale up to keep predicted p99 <= SLO x (1 - headroom)
+    down_headroom: float = 0.15        # scale down only if p99 stays <= SLO x (1 - this)
     max_utilization: float = 0.85      # never plan a replica past this share of saturation
     panic_step: float = 0.5            # p99 over the SLO, nothing starting: add this share
+    panic_cooldown_seconds: float = 60.0  # no second panic this soon after a scale-up
     drain_seconds: float = 30.0        # plan capacity to drain a visible backlog this fast
     stale_after_seconds: float = 90.0  # a measurement older than this is Stale
     settle_seconds: float = 75.0       # replicas steady this long before a sample is learned
@@ -320,7 +321,7 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
         steady_since = _steady(view, prev, now)
         if isinstance(own, _Usable) and _learnable(own, view, prev, steady_since, now, tuning):
             cap = learn(cap, own.sample.qps / view.ready, own.sample.p99_ms or 0.0, now,
-                        tuning.learning)
+                        tuning.learning, target_ms)
         demand, basis = _sizing_demand(name, demands, rollout)
         inputs = [own] if not rollout.active else [own, *([usable[STABLE]] if STABLE in usable
                                                            and name == CANDIDATE else [])]
@@ -338,7 +339,15 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
             if need < current:  # hysteresis: go down only if the smaller count has margin
                 rec = max(need, min(current, _need(demand, cap, down_ms, spec, tuning)[0]))
             p99 = own.sample.p99_ms if isinstance(own, _Usable) else None
-            panic = p99 is not None and p99 > slo_ms and view.ready >= current
+            p99_now = (own.sample.p99_short_ms if isinstance(own, _Usable)
+                       and own.sample.p99_short_ms is not None else p99)
+            # Panic: the SLO is breached now and nothing is on its way. Not again within
+            # `panic_cooldown_seconds` of a scale-up, whose pods the windows have not seen yet.
+            cooling = (prev is not None and prev.last_direction > 0
+                       and prev.last_change_at is not None
+                       and now - prev.last_change_at < tuning.panic_cooldown_seconds)
+            panic = (p99_now is not None and p99_now > slo_ms and view.ready >= current
+                     and not cooling)
             if panic:
                 rec = max(rec, math.ceil(view.ready * (1 + tuning.panic_step)))
             # No history (first decision, or state lost): the window starts now, at the

@@ -19,7 +19,9 @@ class MetricsSample:
 
     `qps` is the rate over the stable window (e.g. 1m) of completed requests; `qps_short` the
     same over the panic window (e.g. 30s); `p99_ms` from the latency histogram over the stable
-    window, None when no request completed (an idle track has no latency, not a zero one).
+    window, None when no request completed (an idle track has no latency, not a zero one);
+    `p99_short_ms` the same over the panic window (it clears as soon as an overload is over,
+    where the stable window still remembers it).
     `in_flight` and `queue_depth` are summed over the track's pods at the last scrape.
     """
 
@@ -27,6 +29,7 @@ class MetricsSample:
     qps: float
     p99_ms: float | None
     qps_short: float | None = None
+    p99_short_ms: float | None = None
     in_flight: float | None = None
     queue_depth: float | None = None
     error_rate: float | None = None
