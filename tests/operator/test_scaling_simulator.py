@@ -92,6 +92,7 @@ def _short_step() -> traces.Trace:
     return traces.Trace("step", full.rate[:keep], full.step_at, "", keep)
 
 
+@pytest.mark.slow
 def test_simulation_is_deterministic_and_prometheus_lags_the_truth() -> None:
     cal, trace = calibration.load(), _short_step()
     arrivals = trace.arrivals(seed=3)
@@ -109,6 +110,7 @@ def test_simulation_is_deterministic_and_prometheus_lags_the_truth() -> None:
     assert after is not None and 15_000 < after < 40_000
 
 
+@pytest.mark.slow
 def test_scorefleet_scales_the_step_and_recovers() -> None:
     cal, trace = calibration.load(), _short_step()
     arrivals = trace.arrivals(seed=3)
@@ -120,6 +122,7 @@ def test_scorefleet_scales_the_step_and_recovers() -> None:
     assert oracle[-1] == 9  # 45k at p99 <= 25 ms, from the measured curve
 
 
+@pytest.mark.slow
 def test_baselines_share_the_physics() -> None:
     cal, trace = calibration.load(), _short_step()
     arrivals = trace.arrivals(seed=3)
