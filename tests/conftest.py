@@ -34,8 +34,12 @@ def control_plane() -> Iterator[Any]:
     os.environ["KUBECONFIG"] = str(info.kubeconfig)
     os.environ["PATH"] = f"{info.bin_dir}{os.pathsep}{os.environ['PATH']}"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            "crd/scoringpipelines.scorefleet.io")
+    # Not `kubectl wait`: on a loaded machine it can meet the new CRD before its status has
+    # any conditions and then fails at once ("accessor error") instead of waiting.
+    eventually("CRD scoringpipelines.scorefleet.io Established", lambda: kubectl(
+        "get", "crd/scoringpipelines.scorefleet.io", "-o",
+        'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+        check=False).strip() == "True")
     yield info
     if not was_up and not os.environ.get("SCOREFLEET_KEEP_CLUSTER"):
         cluster.stop()
