@@ -29,10 +29,13 @@ fi
 
 # The real node's images (scorefleet/dev/image.py, built lazily and cached): debootstrap for the
 # Debian base, buildah for the Dockerfile, gcc + static libc for the pause binary, containerd and
-# runc to import and run them. Building and running images needs root; without it, say so.
+# runc to import and run them; the CNI plugins, iptables and conntrack for the real node's pod
+# network and Services. Building and running images needs root; without it, say so (the local
+# cluster then runs kwok fake nodes only).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
-  for pkg in debootstrap buildah containerd runc gcc libc6-dev; do
+  for pkg in debootstrap buildah containerd runc gcc libc6-dev containernetworking-plugins \
+      iptables conntrack; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then

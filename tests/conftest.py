@@ -20,17 +20,43 @@ ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
+def session_images(workdir: Path) -> Any:
+    """The project's images (when the image build is present) plus the node tests' app image.
+
+    The pause image comes from the project's build; without it, from the test image.
+    """
+    from scorefleet.dev import cluster
+    from scorefleet.dev.node import ImageSource, NodeUnavailable
+    from tests.dev import testimages
+
+    def images() -> ImageSource:
+        test = testimages.image_source(workdir)
+        try:
+            real = cluster.default_images()
+        except NodeUnavailable:
+            return test
+
+        def load(ctr: Path, socket: Path) -> None:
+            real.load(ctr, socket)
+            test.load(ctr, socket)
+
+        return ImageSource(pause=real.pause, load=load)
+
+    return images
+
+
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[Any]:
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The local control plane with the ScoringPipeline CRD installed; KUBECONFIG points at it.
 
-    Stopped at the end only if this session started it, so a developer's running cluster
-    survives a test run.
+    With a real node when this machine can run one ($SCOREFLEET_REAL_NODE: auto, off,
+    require). Stopped at the end only if this session started it, so a developer's running
+    cluster survives a test run.
     """
     from scorefleet.dev import cluster
 
     was_up = any(c.healthy for c in cluster.status())
-    info = cluster.ensure_up()
+    info = cluster.ensure_up(images=session_images(tmp_path_factory.mktemp("images")))
     os.environ["KUBECONFIG"] = str(info.kubeconfig)
     os.environ["PATH"] = f"{info.bin_dir}{os.pathsep}{os.environ['PATH']}"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -51,6 +77,34 @@ def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def real_node(control_plane: Any) -> Any:
+    """The session cluster's real node (NodeInfo). Skipped, saying why, where this machine
+    cannot run one; an error instead when SCOREFLEET_REAL_NODE=require (as in CI)."""
+    from scorefleet.dev import node
+
+    if control_plane.node is None:
+        reason = f"no real node: {control_plane.node_unavailable}"
+        if node.mode() is node.Mode.REQUIRE:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return control_plane.node
+
+
+@pytest.fixture
+def real_namespace(real_node: Any) -> Iterator[str]:
+    """A namespace whose pods run on the real node (PodNodeSelector and
+    PodTolerationRestriction annotations, as an admin would dedicate nodes to a team)."""
+    from scorefleet.dev import nodeconf
+
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("annotate", "namespace", name,
+            *(f"{k}={v}" for k, v in nodeconf.namespace_annotations().items()))
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture

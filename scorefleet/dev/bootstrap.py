@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,26 @@ NODE_MEMORY = "256Gi"
 NODE_PODS = "110"
 
 
-def node_manifest(name: str, cpu: str = NODE_CPU, memory: str = NODE_MEMORY) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KwokNodes:
+    """How many fake nodes `up` creates and how big each is (`scorefleet up --kwok-nodes`).
+
+    Two nodes of 32 CPUs hold only about 60 pipelines with the default requests; scale
+    tests ask for more.
+    """
+
+    count: int = len(NODE_NAMES)
+    cpu: str = NODE_CPU
+    memory: str = NODE_MEMORY
+    pods: str = NODE_PODS
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"kwok-node-{i}" for i in range(self.count))
+
+
+def node_manifest(name: str, cpu: str = NODE_CPU, memory: str = NODE_MEMORY,
+                  pods: str = NODE_PODS) -> dict[str, Any]:
     """A Node for kwok to run.
 
     No kwok taint (unlike kwok's example node): ordinary Deployments should schedule onto
@@ -26,7 +46,7 @@ def node_manifest(name: str, cpu: str = NODE_CPU, memory: str = NODE_MEMORY) -> 
     kubelet registers that way), and kwok's node-initialize stage keeps the allocatable it
     finds, so this is what the scheduler sees.
     """
-    resources = {"cpu": cpu, "memory": memory, "pods": NODE_PODS, "ephemeral-storage": "1Ti"}
+    resources = {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "1Ti"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -56,8 +76,11 @@ def node_manifest(name: str, cpu: str = NODE_CPU, memory: str = NODE_MEMORY) -> 
     }
 
 
-def nodes_yaml(names: tuple[str, ...] = NODE_NAMES) -> str:
-    return yaml.safe_dump_all([node_manifest(n) for n in names], sort_keys=False)
+def nodes_yaml(nodes: KwokNodes | None = None) -> str:
+    nodes = nodes or KwokNodes()
+    return yaml.safe_dump_all(
+        [node_manifest(n, nodes.cpu, nodes.memory, nodes.pods) for n in nodes.names],
+        sort_keys=False)
 
 
 def kubectl(bin_dir: Path, kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
@@ -75,8 +98,8 @@ def kubectl(bin_dir: Path, kubeconfig: Path, *args: str, stdin: str | None = Non
     return proc.stdout
 
 
-def create_nodes(bin_dir: Path, kubeconfig: Path) -> None:
-    kubectl(bin_dir, kubeconfig, "apply", "-f", "-", stdin=nodes_yaml())
+def create_nodes(bin_dir: Path, kubeconfig: Path, nodes: KwokNodes | None = None) -> None:
+    kubectl(bin_dir, kubeconfig, "apply", "-f", "-", stdin=nodes_yaml(nodes))
 
 
 def apply_gateway_crds(bin_dir: Path, kubeconfig: Path, crd_dir: Path) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorefleet.dev import pki as pki_files
+from scorefleet.dev.nodeconf import KWOK_NODE_SELECTOR, SERVICE_CIDR
 from scorefleet.dev.pki import PkiFiles
 
-SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -94,6 +95,7 @@ def etcd_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
 
 def apiserver_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
     pki = lay.pki
+    kubelet_cert, kubelet_key = pki_files.apiserver_kubelet_client(lay.state_dir / "pki")
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
@@ -104,8 +106,16 @@ def apiserver_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}",
-        "--authorization-mode=RBAC",
+        # Node: a real kubelet may read only what its own pods need (with NodeRestriction).
+        "--authorization-mode=Node,RBAC",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # Kubelets (the real node's) are reached by address, never by a name the host's
+        # resolver would send off the machine, with a client certificate from our CA, and
+        # their serving certificate is checked against the same CA.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={kubelet_cert}",
+        f"--kubelet-client-key={kubelet_key}",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
         f"--service-account-issuer={ports.server}/",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
@@ -115,6 +125,9 @@ def apiserver_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
         # TaintNodesByCondition is off: it puts the not-ready taint on every new Node, and
         # only the node lifecycle controller (off, see controller_manager_args) lifts it.
         "--disable-admission-plugins=TaintNodesByCondition",
+        # PodNodeSelector and PodTolerationRestriction: a namespace's annotations put its pods
+        # on the real node (nodeconf.namespace_annotations), as an admin dedicates nodes.
+        "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction",
         "--allow-privileged=true",
         "--profiling=false",
         "--v=0",
@@ -170,7 +183,9 @@ def kwok_args(binary: Path, lay: Layout, ports: Ports) -> list[str]:
     return [
         str(binary),
         f"--kubeconfig={lay.kubeconfig}",
-        "--manage-all-nodes=true",
+        # Only the fake nodes: the real node has a kubelet of its own.
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-label-selector={KWOK_NODE_SELECTOR}",
         # Without --server-address kwok binds 0.0.0.0:<node-port>; pin it to loopback.
         f"--server-address=127.0.0.1:{ports.kwok}",
         f"--cidr={POD_CIDR}",

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALIDITY = dt.timedelta(days=365)
 # The first address of --service-cluster-ip-range: in-cluster clients reach the apiserver
 # through the `kubernetes` Service on it, so the serving cert must name it.
-SERVICE_IP = "10.0.0.1"
+SERVICE_IP = "10.96.0.1"
 SERVING_DNS = (
     "localhost",
     "kubernetes",
@@ -181,4 +181,73 @@ def write_pki(pki_dir: Path, now: dt.datetime | None = None) -> PkiFiles:
     for path, data in outputs.items():
         path.write_bytes(data)
         path.chmod(0o600)
+    write_apiserver_kubelet_client(files, pki_dir, now)
     return files
+
+
+def load_ca(files: PkiFiles) -> KeyPair:
+    key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{files.ca_key}: not an ECDSA key")
+    return KeyPair(key, x509.load_pem_x509_certificate(files.ca_cert.read_bytes()))
+
+
+@dataclass(frozen=True)
+class NodePki:
+    """Certificates of the real node, all signed by the cluster CA."""
+
+    kubelet_serving: tuple[Path, Path]  # the kubelet's HTTPS endpoint, for its node IP
+    kubelet_client: tuple[Path, Path]  # system:node:<name> in system:nodes (Node authorizer)
+    apiserver_kubelet_client: tuple[Path, Path]  # the apiserver calling kubelets (logs, exec)
+    kube_proxy: tuple[Path, Path]  # system:kube-proxy (bound to system:node-proxier)
+    coredns: tuple[Path, Path]  # system:coredns (bound by nodeconf.coredns_rbac)
+
+
+def apiserver_kubelet_client(pki_dir: Path) -> tuple[Path, Path]:
+    """Written with the cluster PKI: the apiserver is started with it before any node exists."""
+    return pki_dir / "apiserver-kubelet-client.crt", pki_dir / "apiserver-kubelet-client.key"
+
+
+def write_apiserver_kubelet_client(files: PkiFiles, pki_dir: Path,
+                                   now: dt.datetime | None = None) -> tuple[Path, Path]:
+    now = now or dt.datetime.now(dt.UTC)
+    # system:masters, like kubeadm's: the kubelet asks the apiserver (webhook) whether this
+    # user may read logs or exec, and cluster-admin may.
+    pair = issue(load_ca(files), now, cn="kube-apiserver-kubelet-client",
+                 orgs=("system:masters",))
+    paths = apiserver_kubelet_client(pki_dir)
+    _write_pair(pair, paths)
+    return paths
+
+
+def _write_pair(pair: KeyPair, paths: tuple[Path, Path]) -> None:
+    for path, data in zip(paths, (pair.cert_pem(), pair.key_pem()), strict=True):
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
+def write_node_pki(files: PkiFiles, node_dir: Path, *, node_name: str, node_ip: str,
+                   now: dt.datetime | None = None) -> NodePki:
+    now = now or dt.datetime.now(dt.UTC)
+    ca = load_ca(files)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    node_dir.chmod(0o700)
+    leaves = {
+        "kubelet-serving": issue(ca, now, cn=node_name, server=True, ips=(node_ip,),
+                                 dns=(node_name,)),
+        "kubelet-client": issue(ca, now, cn=f"system:node:{node_name}",
+                                orgs=("system:nodes",)),
+        "kube-proxy": issue(ca, now, cn="system:kube-proxy"),
+        "coredns": issue(ca, now, cn="system:coredns"),
+    }
+    out: dict[str, tuple[Path, Path]] = {}
+    for name, pair in leaves.items():
+        out[name] = (node_dir / f"{name}.crt", node_dir / f"{name}.key")
+        _write_pair(pair, out[name])
+    return NodePki(
+        kubelet_serving=out["kubelet-serving"],
+        kubelet_client=out["kubelet-client"],
+        apiserver_kubelet_client=apiserver_kubelet_client(files.ca_cert.parent),
+        kube_proxy=out["kube-proxy"],
+        coredns=out["coredns"],
+    )

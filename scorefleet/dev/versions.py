@@ -16,6 +16,8 @@ ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.7.0"
 HELM_VERSION = "3.19.5"
 GATEWAY_API_VERSION = "1.4.1"
+# The CoreDNS release Kubernetes 1.34 ships with (kubeadm's pinned version).
+COREDNS_VERSION = "1.12.1"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
@@ -81,6 +83,9 @@ KUBERNETES_COMMANDS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    # The real node: built from the same module so node and control plane are one release.
+    "kubelet",
+    "kube-proxy",
 )
 
 TOOLS: tuple[Tool, ...] = (
@@ -107,6 +112,14 @@ TOOLS: tuple[Tool, ...] = (
         package="helm.sh/helm/v3/cmd/helm",
         family=Family.INSTALL,
         ldflags=helm_version_ldflags(HELM_VERSION, KUBERNETES_VERSION),
+    ),
+    # Cluster DNS for the real node; its go.mod has no replace directives, so it installs.
+    Tool(
+        name="coredns",
+        version=COREDNS_VERSION,
+        package="github.com/coredns/coredns",
+        family=Family.INSTALL,
+        ldflags=(f"-X github.com/coredns/coredns/coremain.GitCommit=v{COREDNS_VERSION}",),
     ),
 )
 
