@@ -4,6 +4,7 @@ kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1 once per ses
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -21,28 +22,11 @@ T = TypeVar("T")
 
 
 def session_images(workdir: Path) -> Any:
-    """The project's images (when the image build is present) plus the node tests' app image.
-
-    The pause image comes from the project's build; without it, from the test image.
-    """
-    from scorefleet.dev import cluster
-    from scorefleet.dev.node import ImageSource, NodeUnavailable
+    """The node tests' pause and app images (a few MB, built in seconds). The scorer image
+    is imported only by the tests that run real scorer pods (the `scorer_image` fixture)."""
     from tests.dev import testimages
 
-    def images() -> ImageSource:
-        test = testimages.image_source(workdir)
-        try:
-            real = cluster.default_images()
-        except NodeUnavailable:
-            return test
-
-        def load(ctr: Path, socket: Path) -> None:
-            real.load(ctr, socket)
-            test.load(ctr, socket)
-
-        return ImageSource(pause=real.pause, load=load)
-
-    return images
+    return lambda: testimages.image_source(workdir)
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +75,18 @@ def real_node(control_plane: Any) -> Any:
             pytest.fail(reason)
         pytest.skip(reason)
     return control_plane.node
+
+
+@pytest.fixture(scope="session")
+def scorer_image(real_node: Any) -> str:
+    """The project's scorer image, built here (cached by content) and imported into the real
+    node's containerd; its name is what the operator writes into scorer pods."""
+    from scorefleet.dev import image
+
+    images = image.build_images()
+    image.import_images(images, ctr=Path(shutil.which("ctr") or "ctr"),
+                        address=real_node.containerd_socket)
+    return images.scorer.name
 
 
 @pytest.fixture

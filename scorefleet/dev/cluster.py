@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import importlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -180,14 +180,14 @@ def _tool(name: str) -> versions.Tool:
 def default_images() -> ImageSource:
     """The project's images (pause and scorer), built here and cached by content.
 
-    Imported by name: scorefleet.dev.image is the image build, which may be absent from a
-    checkout that predates it; then the cluster runs kwok only and says so.
+    If they cannot be built here, the cluster runs kwok only (or fails when required).
     """
+    from scorefleet.dev import image
+
     try:
-        image: Any = importlib.import_module("scorefleet.dev.image")
-    except ModuleNotFoundError as err:
-        raise NodeUnavailable(f"no image build ({err})") from err
-    images = image.build_images()
+        images = image.build_images()
+    except (image.ImageBuildError, OSError, subprocess.SubprocessError) as err:
+        raise NodeUnavailable(f"the images could not be built: {err}") from err
 
     def load(ctr: Path, socket: Path) -> None:
         image.import_images(images, ctr=ctr, address=socket)
