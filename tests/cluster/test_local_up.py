@@ -16,7 +16,8 @@ pytestmark = pytest.mark.cluster
 
 def test_up_then_down(control_plane: Any, tmp_path: Path) -> None:
     state = tmp_path / "cluster"
-    env = {**os.environ, "SCOREFLEET_CLUSTER_DIR": str(state)}
+    # kwok only: the machine's one real node stays with the session's cluster.
+    env = {**os.environ, "SCOREFLEET_CLUSTER_DIR": str(state), "SCOREFLEET_REAL_NODE": "off"}
     env.pop("KUBECONFIG", None)
     up = subprocess.run([sys.executable, "-m", "scorefleet.cli", "up"], env=env,
                         capture_output=True, text=True, timeout=300, check=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scorefleet.dev import cluster, paths, processes
+from scorefleet.dev import cluster, node, paths, processes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -17,6 +17,8 @@ def test_up_recovers_from_dead_pids_and_down_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(paths.CLUSTER_DIR_ENV, str(tmp_path / "cluster"))
+    # The control plane's own lifecycle: the machine's one real node stays with the session.
+    monkeypatch.setenv(node.MODE_ENV, "off")
     try:
         _crash_and_recover_then_stop(tmp_path)
     finally:
