@@ -12,6 +12,8 @@ Physics (the same for every policy):
 * Latency of a second: with probability (1 - rho) a request is served within the idle p99
   (uniform body), with probability rho it queues, exponentially, with the time scale that puts
   the second's p99 exactly on the calibrated curve; plus the backlog wait.
+* Prometheus is down during the trace's outages (no scrapes then); the kubelet's CPU figures
+  (metrics-server, what HPA on CPU reads) are not Prometheus and stay available.
 * Prometheus scrapes counters every `scrape_s`: requests, the scorer's own latency buckets,
   CPU seconds, and the queue-depth and in-flight gauges. Queries see only scraped samples:
   `rate()` over a window (first to last sample), `histogram_quantile()` with Prometheus's
@@ -76,6 +78,7 @@ class Fleet:
     cal: ReplicaCalibration
     physics: Physics
     seconds: int
+    outages: tuple[tuple[int, int], ...] = ()  # [start, end) seconds Prometheus is down
     pods: list[float] = field(default_factory=list)  # ready-at times
     backlog: float = 0.0
     requests: float = 0.0
@@ -92,7 +95,8 @@ class Fleet:
         self.theta = np.zeros(n)
         self.served = np.zeros(n)
         self.shed = np.zeros(n)
-        self.scrapes: list[Scrape] = []
+        self.scrapes: list[Scrape] = []  # what Prometheus holds
+        self.kubelet: list[Scrape] = []  # the same samples, always (metrics-server's view)
         self.buckets = np.zeros(len(BUCKETS_MS))
         self._unscraped_from = 0
         self.targets: list[tuple[float, int]] = []
@@ -144,11 +148,14 @@ class Fleet:
             self._unscraped_from = hi
         last = max(t - 1, 0)
         mean_ms = 0.6 * self.cal.base_ms + self.wait[last] + self.pw[last] * self.theta[last]
-        self.scrapes.append(Scrape(
+        sample = Scrape(
             t=float(t), requests=self.requests, buckets=self.buckets.copy(),
             cpu_seconds=self.cpu_seconds, queue_depth=self.backlog,
             in_flight=self.served[last] * mean_ms / 1000 + self.backlog,
-            pods=len(self.pods), ready=self.ready(t)))
+            pods=len(self.pods), ready=self.ready(t))
+        self.kubelet.append(sample)
+        if not any(a <= t < b for a, b in self.outages):
+            self.scrapes.append(sample)
 
     @property
     def fail(self) -> np.ndarray:
@@ -166,11 +173,16 @@ class Fleet:
 class PromView:
     """What a PromQL query at time `now` returns, from the scrapes taken so far."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, kubelet: bool = False) -> None:
         self.fleet = fleet
+        self.kubelet = kubelet
+
+    @property
+    def samples(self) -> list[Scrape]:
+        return self.fleet.kubelet if self.kubelet else self.fleet.scrapes
 
     def _window(self, now: float, window: float) -> list[Scrape]:
-        scrapes = self.fleet.scrapes
+        scrapes = self.samples
         end = bisect.bisect_right(scrapes, now, key=lambda s: s.t)
         begin = bisect.bisect_right(scrapes, now - window, lo=0, hi=end, key=lambda s: s.t)
         return scrapes[begin:end]
@@ -200,6 +212,10 @@ class PromView:
                                                               if span > 0 else 1.0))
 
     def gauge(self, attr: str, now: float) -> float | None:
-        end = bisect.bisect_right(self.fleet.scrapes, now, key=lambda s: s.t)
-        return None if end == 0 else float(getattr(self.fleet.scrapes[end - 1], attr))
+        end = bisect.bisect_right(self.samples, now, key=lambda s: s.t)
+        return None if end == 0 else float(getattr(self.samples[end - 1], attr))
+
+    def last_scrape(self, now: float) -> float | None:
+        end = bisect.bisect_right(self.samples, now, key=lambda s: s.t)
+        return None if end == 0 else self.samples[end - 1].t
 

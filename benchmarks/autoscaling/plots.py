@@ -28,13 +28,15 @@ def plot_trace(trace: Trace, fleets: dict[str, Fleet], slo_ms: float, out: Path,
     fig, (ax_load, ax_rep, ax_p99) = plt.subplots(3, 1, figsize=(11, 9), sharex=True,
                                                   gridspec_kw={"height_ratios": [1, 1.4, 1.4]})
     any_fleet = next(iter(fleets.values()))
-    smooth = np.convolve(any_fleet.arrivals[start:], np.ones(10) / 10, mode="same")
+    load = np.pad(any_fleet.arrivals[start:], (5, 4), mode="edge")
+    smooth = np.convolve(load, np.ones(10) / 10, mode="valid")
     ax_load.plot(t, smooth / 1000, color="#444444", lw=0.8)
     ax_load.set_ylabel("load (k req/s)")
     ax_load.set_title(title)
     for name, fleet in fleets.items():
         style = {"color": COLORS.get(name), "lw": WIDTHS.get(name, 1.2),
-                 "ls": "--" if name == "oracle" else "-"}
+                 "ls": "--" if name == "oracle" else "-",
+                 "zorder": 5 if name == "scorefleet" else 2}  # ours on top where lines meet
         ax_rep.step(t, fleet.n_pods[start:], where="post", label=name, **style)
         p99 = minute_p99(fleet, start)
         tm = (np.arange(len(p99)) * 60 + 30) / div

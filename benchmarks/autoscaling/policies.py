@@ -32,6 +32,7 @@ from scorefleet.operator.decide.scaling_inputs import (
     NoData,
     Observation,
     RolloutView,
+    Stale,
     TrackView,
 )
 
@@ -61,11 +62,13 @@ class Scorefleet:
         spec = ScalingSpec(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS)
         qps = prom.rate("requests", now, 60)
         obs: Observation
-        if qps is None:
-            obs = NoData("no samples in the rate window")
+        last = prom.last_scrape(now)
+        if qps is None or last is None:
+            # What the gatherer would say: Prometheus answered nothing; since when it has not.
+            obs = (NoData("no samples in the rate window") if last is None
+                   else Stale(last, "no samples in the rate window"))
         else:
-            scraped = max(s.t for s in fleet.scrapes)
-            obs = MetricsSample(measured_at=scraped, qps=qps, p99_ms=prom.p99_ms(now, 60),
+            obs = MetricsSample(measured_at=last, qps=qps, p99_ms=prom.p99_ms(now, 60),
                                 qps_short=prom.rate("requests", now, 30),
                                 p99_short_ms=prom.p99_ms(now, 30),
                                 queue_depth=prom.gauge("queue_depth", now),
@@ -89,7 +92,7 @@ class HpaCpu:
     behavior: Behavior = field(default_factory=lambda: Behavior(MIN_REPLICAS, MAX_REPLICAS))
 
     def decide(self, now: float, prom: PromView, fleet: Fleet, current: int) -> int:
-        cpu = prom.rate("cpu_seconds", now, 30)
+        cpu = PromView(fleet, kubelet=True).rate("cpu_seconds", now, 30)  # metrics-server
         ready = fleet.ready(now)
         if cpu is None or ready == 0:
             return current  # HPA skips a loop without metrics

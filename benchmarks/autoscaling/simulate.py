@@ -45,7 +45,7 @@ POLICIES = ("scorefleet", "hpa_cpu", "qps_0.5", "qps_0.7", "static_peak", "oracl
 
 def simulate(trace: Trace, policy: Policy, physics: Physics, cal: calibration.ReplicaCalibration,
              arrivals: np.ndarray, initial: int) -> Fleet:
-    fleet = Fleet(cal, physics, len(arrivals))
+    fleet = Fleet(cal, physics, len(arrivals), outages=trace.outages)
     fleet.start(initial)
     prom = PromView(fleet)
     current = initial

@@ -8,7 +8,7 @@ arrivals of each second are Poisson around the trace's rate.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -24,6 +24,7 @@ class Trace:
     step_at: int | None = None  # second (warm-up included) of the step, for recovery time
     description: str = ""
     step_until: int | None = None  # end of the step's high phase (recovery must come before)
+    outages: tuple[tuple[int, int], ...] = ()  # Prometheus down [start, end), warm-up included
 
     @property
     def scored(self) -> slice:
@@ -93,6 +94,13 @@ def bursty(seed: int, low: float = 8_000, high: float = 30_000) -> Trace:
                         f"{low:,.0f} / {high:,.0f} req/s on-off bursts, 2 h")
 
 
+def prometheus_outage(level: float = 30_000) -> Trace:
+    """Steady load for 60 min; Prometheus is down from minute 20 to minute 35."""
+    base = _with_warmup("prometheus_outage", np.full(3600, level), None,
+                        f"{level:,.0f} req/s steady, Prometheus down from 20 to 35 min")
+    return replace(base, outages=((WARMUP_S + 1200, WARMUP_S + 2100),))
+
+
 def from_csv(path: Path) -> Trace:
     """A user's trace: rows `t_seconds,rps` (a header row is allowed), linear in between."""
     times, rates = [], []
@@ -117,4 +125,4 @@ def from_csv(path: Path) -> Trace:
 
 def standard(seed: int) -> list[Trace]:
     return [step("step_3x", 15_000, 3.0), step("step_10x", 5_000, 10.0), diurnal(seed),
-            flash_crowd(), bursty(seed + 1)]
+            flash_crowd(), bursty(seed + 1), prometheus_outage()]

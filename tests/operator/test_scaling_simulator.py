@@ -131,3 +131,16 @@ def test_baselines_share_the_physics() -> None:
     assert score(trace, slow, 25.0)["violation_minutes"] >= \
         score(trace, fast, 25.0)["violation_minutes"]
     assert isinstance(slow, Fleet)
+
+
+@pytest.mark.slow
+def test_a_prometheus_outage_holds_scorefleet_and_drops_keda_to_minimum() -> None:
+    cal, trace = calibration.load(), traces.prometheus_outage()
+    arrivals = trace.arrivals(seed=3)
+    start, end = trace.outages[0]
+    ours = simulate(trace, Scorefleet(SLOSpec()), Physics(), cal, arrivals, 7)
+    keda = simulate(trace, HpaQps(3905.0, "q"), Physics(), cal, arrivals, 8)
+    assert set(ours.n_pods[start:end]) == {int(ours.n_pods[start - 1])}  # held throughout
+    assert keda.n_pods[start:end].min() == 2  # an empty answer read as 0 (KEDA #3065)
+    assert score(trace, ours, 25.0)["violation_minutes"] == 0
+    assert score(trace, keda, 25.0)["violation_minutes"] > 5
