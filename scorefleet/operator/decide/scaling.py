@@ -323,8 +323,9 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
             cap = learn(cap, own.sample.qps / view.ready, own.sample.p99_ms or 0.0, now,
                         tuning.learning, target_ms)
         demand, basis = _sizing_demand(name, demands, rollout)
-        inputs = [own] if not rollout.active else [own, *([usable[STABLE]] if STABLE in usable
-                                                           and name == CANDIDATE else [])]
+        inputs = [own]  # the measurements this track's size depends on
+        if rollout.active and name == CANDIDATE and STABLE in usable:
+            inputs.append(usable[STABLE])
         unusable = next((u for u in inputs if isinstance(u, str)), None)
         if demand is None or (unusable is not None and name == STABLE):
             why = unusable or "NoMetrics: no measurement to size this track from"
