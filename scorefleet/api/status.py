@@ -11,10 +11,13 @@ from typing import Literal
 from pydantic import Field
 
 from scorefleet.api.common import CamelModel
+from scorefleet.api.spec import EnvVar
 
 Phase = Literal["Pending", "Ready", "Progressing", "Paused", "Degraded", "Failed"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 CheckResult = Literal["Successful", "Failed", "Inconclusive"]
+RolloutPhase = Literal["Shadow", "Canary", "Promoting", "Succeeded", "Failed", "Aborted"]
+Strategy = Literal["Canary", "Shadow", "ShadowThenCanary"]
 
 
 class Condition(CamelModel):
@@ -66,7 +69,10 @@ class MeasuredMetrics(CamelModel):
 class CanaryStatus(CamelModel):
     step: int = Field(ge=0, description="Index into spec.rollout.canary.steps.")
     weight: int = Field(ge=0, le=100, description="Candidate traffic share now, in percent.")
-    step_started_at: str | None = None
+    step_started_at: str | None = Field(
+        default=None, description="When this step's traffic was in effect; unset until then.")
+    step_successes: int = Field(default=0, ge=0,
+                                description="Successful analysis intervals in this step.")
     awaiting_promotion: bool = Field(default=False, description="Waiting at a manual gate.")
 
 
@@ -82,10 +88,12 @@ class AnalysisCheck(CamelModel):
 
 
 class AnalysisStatus(CamelModel):
-    successes: int = Field(default=0, ge=0)
-    failures: int = Field(default=0, ge=0)
-    inconclusive: int = Field(default=0, ge=0)
-    last_run_at: str | None = None
+    successes: int = Field(default=0, ge=0, description="Successful intervals, this rollout.")
+    failures: int = Field(default=0, ge=0, description="Failed intervals, this rollout.")
+    inconclusive: int = Field(default=0, ge=0, description="Inconclusive intervals in a row.")
+    last_run_at: str | None = Field(
+        default=None, description="End of the last judged interval: the next one starts here.")
+    last_result: CheckResult | None = None
     checks: list[AnalysisCheck] = Field(default_factory=list, max_length=32)
 
 
@@ -99,12 +107,40 @@ class ShadowStatus(CamelModel):
     checks: list[AnalysisCheck] = Field(default_factory=list, max_length=32)
 
 
+class RevisionRecord(CamelModel):
+    """What a revision's scorer pods run besides the model (the model is in `stable`)."""
+
+    hash: str = Field(min_length=1, max_length=64)
+    image: str
+    intra_op_threads: int = Field(ge=1)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+
+
+class RolloutStatus(CamelModel):
+    """The rollout state machine's own state (docs/rollouts.md); with `canary`, `shadow` and
+    `analysis` it is all an operator needs to resume a rollout where it was."""
+
+    revision: str = Field(min_length=1, max_length=64, description="Candidate revision hash.")
+    strategy: Strategy
+    phase: RolloutPhase
+    attempt: int = Field(default=1, ge=1, description="Raised by each `retry`.")
+    started_at: str
+    finished_at: str | None = None
+    paused: bool = False
+    pause_reason: Literal["Manual", "Inconclusive"] | None = None
+    handled_action: str | None = Field(
+        default=None, description="The last scorefleet.io/rollout-action value acted upon.")
+    message: str = ""
+
+
 class PipelineStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0)
     phase: Phase = "Pending"
     message: str = ""
     stable: ModelIdentity | None = None
+    stable_revision: RevisionRecord | None = None
     candidate: ModelIdentity | None = None
+    rollout: RolloutStatus | None = None
     canary: CanaryStatus | None = None
     shadow: ShadowStatus | None = None
     analysis: AnalysisStatus | None = None

@@ -14,6 +14,7 @@ the increment itself. Histograms of many values at once (scores of a whole batch
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -31,7 +32,12 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.01
 QUEUE_WAIT_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                       0.1, 0.5)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+# Equal steps in log-odds (logit -7 ... 7 by 0.5, i.e. 0.0009 ... 0.9991): model scores are
+# sigmoids, and detection scores crowd near 0. With 0.05-wide buckets the example model put 32%
+# of its scores in the first bucket and almost none in the top five, so PSI (the drift gate)
+# could not see a shift among low scores, where most events are; with these, no bucket holds
+# more than 16% and 14 buckets hold at least 1%.
+SCORE_BUCKETS = tuple(float(f"{1.0 / (1.0 + math.exp(-0.5 * k)):.4g}") for k in range(-14, 15))
 DELTA_BUCKETS = (-1.0, -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, -0.001, 0.0, 0.001, 0.005,
                  0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 

@@ -1,0 +1,336 @@
+"""Judging one analysis interval from measurements: checks with the measured value beside the
+threshold, a verdict, and the running tally that turns verdicts into fail / pause / continue.
+
+Canary (per interval, candidate against its own limits and against the stable track):
+
+    requestCount       candidate requests >= minRequestCount        else Inconclusive
+    errorRate          candidate errors / requests <= maxErrorRate (default slo.maxErrorRate)
+    errorRateIncrease  candidate rate - stable rate <= maxErrorRateIncrease
+    p99Latency         candidate p99 <= maxP99Latency (default slo.p99Latency)
+    p99LatencyRatio    candidate p99 / stable p99 <= maxP99LatencyRatio
+
+Shadow (pairs: the same event scored by both models inside the stable pods):
+
+    pairs              pairs in this interval >= minRequestCount    else Inconclusive
+    agreement          same decision at each model's threshold, since the shadow started
+                       (the message adds the flips in each direction) >= minAgreement
+    scoreDrift         PSI of the candidate's score histogram against the stable model's on the
+                       same events, since the shadow started (message adds score-delta
+                       quantiles) <= maxScoreDrift
+
+Too little traffic is Inconclusive, never a pass and never a failure, with one exception that
+needs no statistics: when the errors seen already exceed what `minRequestCount` requests could
+tolerate, more requests cannot make the rate acceptable. A counter reset in the window (a
+restarted scorer or Prometheus) leaves the interval unjudged: its increases are not trustworthy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from scorefleet.api.common import duration_seconds
+from scorefleet.api.spec import AnalysisSpec, ShadowSpec, SLOSpec
+from scorefleet.api.status import AnalysisCheck, AnalysisStatus, CheckResult
+
+# (upper bound, cumulative count) pairs of a Prometheus histogram, +Inf last.
+Buckets = Sequence[tuple[float, float]]
+
+AGREE = ("both_positive", "both_negative")
+OUTCOMES = (*AGREE, "flip_to_positive", "flip_to_negative")
+
+
+@dataclass(frozen=True)
+class TrackWindow:
+    """One track over one interval: increases of its counters, p99 over the interval, and how
+    many counter resets Prometheus saw. None = no series (no data, never read as zero)."""
+
+    requests: float | None
+    errors: float | None
+    p99_ms: float | None
+    resets: int = 0
+
+
+@dataclass(frozen=True)
+class CanaryWindow:
+    stable: TrackWindow
+    candidate: TrackWindow
+
+
+@dataclass(frozen=True)
+class ShadowWindow:
+    """Pairs in this interval, and cumulative pair outcomes and histograms since the shadow
+    started (drift needs the whole sample, not one minute of it)."""
+
+    interval_pairs: float | None
+    outcomes: Mapping[str, float]
+    stable_scores: Buckets
+    candidate_scores: Buckets
+    delta: Buckets = ()
+    resets: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One interval's result; `result` None = not judged (counter reset)."""
+
+    result: CheckResult | None
+    checks: tuple[AnalysisCheck, ...]
+    samples: int = 0
+    agreement: float | None = None
+    score_drift: float | None = None
+
+    def summary(self) -> str:
+        shown = [c for c in self.checks if c.result != "Successful"] or list(self.checks)
+        return "; ".join(describe(c) for c in shown)
+
+
+def describe(check: AnalysisCheck) -> str:
+    """`errorRate 0.031 > 0.001 (Failed)`: the measured value beside its threshold."""
+    if check.measured is None or check.threshold is None:
+        return f"{check.metric}: {check.message or 'no data'} ({check.result})"
+    op: str
+    if check.result == "Successful":
+        op = check.comparator
+    elif check.result == "Failed":
+        op = {"<=": ">", ">=": "<"}[check.comparator]
+    else:
+        op = "vs"
+    text = f"{check.metric} {_num(check.measured)} {op} {_num(check.threshold)} ({check.result})"
+    return f"{text}: {check.message}" if check.message else text
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _check(metric: str, measured: float | None, threshold: float, comparator: Literal["<=", ">="],
+           message: str = "") -> AnalysisCheck:
+    if measured is None:
+        return AnalysisCheck(metric=metric, result="Inconclusive", threshold=threshold,
+                             comparator=comparator, message=message or "no data")
+    ok = measured <= threshold if comparator == "<=" else measured >= threshold
+    return AnalysisCheck(metric=metric, result="Successful" if ok else "Failed",
+                         measured=_round(measured), threshold=threshold,
+                         comparator=comparator, message=message)
+
+
+def _inconclusive(metric: str, measured: float | None, threshold: float,
+                  comparator: Literal["<=", ">="], message: str) -> AnalysisCheck:
+    return AnalysisCheck(metric=metric, result="Inconclusive",
+                         measured=None if measured is None else _round(measured),
+                         threshold=threshold, comparator=comparator, message=message)
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _combine(checks: Sequence[AnalysisCheck]) -> CheckResult:
+    results = {c.result for c in checks}
+    if "Failed" in results:
+        return "Failed"
+    return "Inconclusive" if "Inconclusive" in results else "Successful"
+
+
+def _reset(resets: int) -> Verdict:
+    return Verdict(None, (AnalysisCheck(
+        metric="counterReset", result="Inconclusive", measured=float(resets), threshold=0.0,
+        message="a counter restarted in this interval (scorer or Prometheus restart): the "
+                "interval is not judged"),))
+
+
+# -- canary ------------------------------------------------------------------------------------
+def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> Verdict:
+    cand, stable = window.candidate, window.stable
+    if cand.resets or stable.resets:
+        return _reset(cand.resets + stable.resets)
+    if (cand.requests is not None and cand.requests < 0) or (
+            stable.requests is not None and stable.requests < 0):
+        return _reset(1)
+    minimum = analysis.min_request_count
+    enough = cand.requests is not None and cand.requests >= minimum
+    requests = _check("requestCount", cand.requests, float(minimum), ">=")
+    if not enough:
+        requests = _inconclusive("requestCount", cand.requests, float(minimum), ">=",
+                                 "too few candidate requests to judge")
+    checks = [requests]
+
+    max_rate = analysis.max_error_rate if analysis.max_error_rate is not None \
+        else slo.max_error_rate
+    cand_rate = _rate(cand)
+    if enough:
+        checks.append(_check("errorRate", cand_rate, max_rate, "<="))
+    elif cand.errors is not None and cand.errors > max_rate * minimum:
+        # Even if every request still to come succeeded, the rate over the minimum sample
+        # would exceed the limit: failing now needs no larger sample.
+        checks.append(AnalysisCheck(
+            metric="errorRate", result="Failed",
+            measured=None if cand_rate is None else _round(cand_rate),
+            threshold=max_rate, message=f"{cand.errors:.0f} errors in {cand.requests or 0:.0f} "
+                                        f"requests exceed {max_rate:g} x {minimum} already"))
+    else:
+        checks.append(_inconclusive("errorRate", cand_rate, max_rate, "<=",
+                                    "too few requests"))
+
+    stable_enough = stable.requests is not None and stable.requests >= minimum
+    if analysis.max_error_rate_increase is not None:
+        limit = analysis.max_error_rate_increase
+        stable_rate = _rate(stable)
+        if enough and stable_enough and cand_rate is not None and stable_rate is not None:
+            checks.append(_check("errorRateIncrease", cand_rate - stable_rate, limit, "<=",
+                                 f"candidate {cand_rate:.4g} - stable {stable_rate:.4g}"))
+        else:
+            checks.append(_inconclusive("errorRateIncrease", None, limit, "<=",
+                                        "too few requests on a track to compare"))
+
+    max_p99 = 1000.0 * duration_seconds(analysis.max_p99_latency or slo.p99_latency)
+    if enough:
+        checks.append(_check("p99LatencyMs", cand.p99_ms, max_p99, "<="))
+    else:
+        checks.append(_inconclusive("p99LatencyMs", cand.p99_ms, max_p99, "<=",
+                                    "too few requests for a p99"))
+    if analysis.max_p99_latency_ratio is not None:
+        ratio_limit = analysis.max_p99_latency_ratio
+        if enough and stable_enough and cand.p99_ms is not None and stable.p99_ms:
+            checks.append(_check("p99LatencyRatio", cand.p99_ms / stable.p99_ms, ratio_limit,
+                                 "<=", f"candidate {cand.p99_ms:.4g} ms / stable "
+                                       f"{stable.p99_ms:.4g} ms"))
+        else:
+            checks.append(_inconclusive("p99LatencyRatio", None, ratio_limit, "<=",
+                                        "too few requests on a track to compare"))
+    return Verdict(_combine(checks), tuple(checks), samples=int(cand.requests or 0))
+
+
+def _rate(track: TrackWindow) -> float | None:
+    if not track.requests:
+        return None
+    return (track.errors or 0.0) / track.requests
+
+
+# -- shadow ------------------------------------------------------------------------------------
+def judge_shadow(shadow: ShadowSpec, min_pairs: int, window: ShadowWindow) -> Verdict:
+    if window.resets or (window.interval_pairs is not None and window.interval_pairs < 0):
+        return _reset(max(1, window.resets))
+    pairs = window.interval_pairs
+    checks = [_check("pairs", pairs, float(min_pairs), ">=")]
+    if pairs is None or pairs < min_pairs:
+        checks = [_inconclusive("pairs", pairs, float(min_pairs), ">=",
+                                "too few shadow pairs in this interval to judge")]
+    total = sum(max(0.0, window.outcomes.get(o, 0.0)) for o in OUTCOMES)
+    agreement = None
+    drift = None
+    if total >= min_pairs:
+        agreement = sum(window.outcomes.get(o, 0.0) for o in AGREE) / total
+        up = window.outcomes.get("flip_to_positive", 0.0) / total
+        down = window.outcomes.get("flip_to_negative", 0.0) / total
+        checks.append(_check("agreement", agreement, shadow.min_agreement, ">=",
+                             f"{total:.0f} pairs; flips {up:.3%} to positive, "
+                             f"{down:.3%} to negative"))
+        drift = psi(bucket_counts(window.stable_scores), bucket_counts(window.candidate_scores))
+        quantiles = [(q, histogram_quantile(q, window.delta)) for q in (0.01, 0.5, 0.99)]
+        shown = ", ".join(f"p{round(q * 100)} {v:+.4f}" for q, v in quantiles if v is not None)
+        checks.append(_check("scoreDrift", drift, shadow.max_score_drift, "<=",
+                             "PSI of candidate vs stable scores"
+                             + (f"; score delta {shown}" if shown else "")))
+    else:
+        checks.append(_inconclusive("agreement", None, shadow.min_agreement, ">=",
+                                    f"{total:.0f} pairs so far"))
+        checks.append(_inconclusive("scoreDrift", None, shadow.max_score_drift, "<=",
+                                    f"{total:.0f} pairs so far"))
+    return Verdict(_combine(checks), tuple(checks), samples=int(total),
+                   agreement=None if agreement is None else _round(agreement),
+                   score_drift=None if drift is None else _round(drift))
+
+
+def bucket_counts(buckets: Buckets) -> list[float]:
+    """Per-bucket counts from cumulative (le, count) pairs (negative steps clipped to 0)."""
+    out, before = [], 0.0
+    for _, cumulative in sorted(buckets, key=lambda b: b[0]):
+        out.append(max(0.0, cumulative - before))
+        before = max(before, cumulative)
+    return out
+
+
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """Population stability index sum((a - e) * ln(a / e)) over bucket shares.
+
+    Shares are smoothed by half a count per bucket (Jeffreys), so an empty bucket on one side
+    costs a large but finite amount instead of infinity; identical histograms give exactly 0.
+    """
+    if len(expected) != len(actual):
+        raise ValueError(f"bucket layouts differ: {len(expected)} vs {len(actual)} buckets")
+    k = len(expected)
+    if k == 0:
+        return 0.0
+    n_e, n_a = sum(expected), sum(actual)
+    total = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        pe = (e + 0.5) / (n_e + 0.5 * k)
+        pa = (a + 0.5) / (n_a + 0.5 * k)
+        total += (pa - pe) * math.log(pa / pe)
+    return total
+
+
+def histogram_quantile(q: float, buckets: Buckets) -> float | None:
+    """Prometheus's histogram_quantile on cumulative buckets: linear within the bucket holding
+    the rank; the +Inf bucket answers its lower bound; the first bucket's lower bound is 0 when
+    its upper bound is positive (as in Prometheus), else the answer is that upper bound."""
+    ordered = sorted(buckets, key=lambda b: b[0])
+    if not ordered or not math.isinf(ordered[-1][0]):
+        return None
+    total = ordered[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for i, (upper, cumulative) in enumerate(ordered):
+        if cumulative >= rank:
+            if math.isinf(upper):
+                return ordered[i - 1][0] if i else None
+            if i == 0:
+                if upper <= 0:
+                    return upper
+                lower = 0.0
+            in_bucket = cumulative - below
+            if in_bucket <= 0:
+                return upper
+            return lower + (upper - lower) * (rank - below) / in_bucket
+        lower, below = upper, cumulative
+    return ordered[-1][0]
+
+
+# -- tally -------------------------------------------------------------------------------------
+Outcome = Literal["Continue", "Fail", "Pause"]
+
+
+def tally(status: AnalysisStatus, verdict: Verdict, spec: AnalysisSpec,
+          end: str) -> tuple[AnalysisStatus, Outcome]:
+    """Count the verdict of the interval ending at `end` (an RFC 3339 time).
+
+    Failures count over the whole rollout (a candidate failing every other interval is not
+    healthy); Inconclusive counts in a row (a quiet minute now and then is not a stall).
+    Reaching failureLimit fails; reaching inconclusiveLimit pauses.
+    """
+    new = replace_status(status, last_run_at=end, checks=list(verdict.checks),
+                         last_result=verdict.result if verdict.result else status.last_result)
+    if verdict.result is None:
+        return new, "Continue"
+    if verdict.result == "Failed":
+        new = replace_status(new, failures=new.failures + 1, inconclusive=0)
+        return new, "Fail" if new.failures >= spec.failure_limit else "Continue"
+    if verdict.result == "Inconclusive":
+        new = replace_status(new, inconclusive=new.inconclusive + 1)
+        return new, "Pause" if new.inconclusive >= spec.inconclusive_limit else "Continue"
+    return replace_status(new, successes=new.successes + 1, inconclusive=0), "Continue"
+
+
+def replace_status(status: AnalysisStatus, **changes: object) -> AnalysisStatus:
+    return status.model_copy(update=changes)
+
+
+__all__ = ["Buckets", "CanaryWindow", "Outcome", "ShadowWindow", "TrackWindow", "Verdict",
+           "bucket_counts", "describe", "histogram_quantile", "judge_canary", "judge_shadow",
+           "psi", "tally"]

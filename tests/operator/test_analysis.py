@@ -1,0 +1,316 @@
+"""Judging intervals: checks carry measured value and threshold; little data is Inconclusive;
+counter resets are not judged; PSI over the scorer's own bucket layout sees real drift."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scorefleet.api.spec import AnalysisSpec, ShadowSpec, SLOSpec
+from scorefleet.api.status import AnalysisStatus
+from scorefleet.operator.decide.analysis import (
+    CanaryWindow,
+    ShadowWindow,
+    TrackWindow,
+    Verdict,
+    bucket_counts,
+    describe,
+    histogram_quantile,
+    judge_canary,
+    judge_shadow,
+    psi,
+    tally,
+)
+from scorefleet.scorer.metrics import DELTA_BUCKETS, SCORE_BUCKETS
+
+ANALYSIS = AnalysisSpec()  # minRequestCount 200, ratio 1.2, error increase 0.001
+SLO = SLOSpec()  # p99 25 ms, error rate 0.001
+
+
+def track(requests: float | None = 1000, errors: float | None = 0, p99: float | None = 10,
+          resets: int = 0) -> TrackWindow:
+    return TrackWindow(requests=requests, errors=errors, p99_ms=p99, resets=resets)
+
+
+def canary(cand: TrackWindow, stable: TrackWindow | None = None, **spec: Any) -> Verdict:
+    return judge_canary(AnalysisSpec(**spec), SLO, CanaryWindow(stable=stable or track(),
+                                                                candidate=cand))
+
+
+def checks(v: Verdict) -> dict[str, Any]:
+    return {c.metric: c for c in v.checks}
+
+
+# -- canary ------------------------------------------------------------------------------------
+def test_healthy_candidate_passes_every_check_with_numbers() -> None:
+    v = canary(track(p99=11))
+    assert v.result == "Successful"
+    by = checks(v)
+    assert set(by) == {"requestCount", "errorRate", "errorRateIncrease", "p99LatencyMs",
+                       "p99LatencyRatio"}
+    assert all(c.measured is not None and c.threshold is not None for c in v.checks)
+    assert by["p99LatencyMs"].threshold == 25.0
+    assert by["p99LatencyRatio"].measured == pytest.approx(1.1)
+    assert by["requestCount"].comparator == ">="
+
+
+def test_slower_only_at_p99_relative_to_stable_fails() -> None:
+    v = canary(track(p99=15), stable=track(p99=10))  # under the 25 ms SLO, 1.5x stable
+    assert v.result == "Failed"
+    ratio = checks(v)["p99LatencyRatio"]
+    assert (ratio.result, ratio.measured, ratio.threshold) == ("Failed", 1.5, 1.2)
+    assert "p99LatencyRatio 1.5 > 1.2 (Failed)" in v.summary()
+
+
+def test_absolute_p99_limit_defaults_to_the_slo() -> None:
+    v = canary(track(p99=30), stable=track(p99=29))
+    assert checks(v)["p99LatencyMs"].result == "Failed"
+    assert checks(v)["p99LatencyRatio"].result == "Successful"
+    assert canary(track(p99=30), stable=track(p99=29), max_p99_latency="40ms").result == (
+        "Successful")
+
+
+def test_error_spike_fails_absolute_and_relative() -> None:
+    v = canary(track(errors=30))
+    assert v.result == "Failed"
+    assert checks(v)["errorRate"].measured == pytest.approx(0.03)
+    assert checks(v)["errorRateIncrease"].result == "Failed"
+
+
+def test_no_traffic_is_inconclusive_not_success() -> None:
+    for cand in (track(requests=None, errors=None, p99=None), track(requests=0, p99=None),
+                 track(requests=199)):
+        v = canary(cand)
+        assert v.result == "Inconclusive", cand
+        assert checks(v)["requestCount"].result == "Inconclusive"
+        assert checks(v)["requestCount"].threshold == 200
+
+
+def test_few_requests_with_certainly_too_many_errors_fail_at_once() -> None:
+    # 1 error could still be fine (1/200 > 0.001 though: 0.2 allowed); 5 errors cannot.
+    assert canary(track(requests=50, errors=0)).result == "Inconclusive"
+    v = canary(track(requests=50, errors=5))
+    assert v.result == "Failed"
+    assert "exceed" in checks(v)["errorRate"].message
+
+
+def test_stable_without_data_makes_relative_checks_inconclusive() -> None:
+    v = canary(track(), stable=track(requests=None, errors=None, p99=None))
+    assert v.result == "Inconclusive"
+    assert checks(v)["p99LatencyRatio"].result == "Inconclusive"
+    assert checks(v)["errorRate"].result == "Successful"
+
+
+def test_disabled_relative_checks_are_not_listed() -> None:
+    v = canary(track(), max_p99_latency_ratio=None, max_error_rate_increase=None)
+    assert "p99LatencyRatio" not in checks(v) and "errorRateIncrease" not in checks(v)
+
+
+@pytest.mark.parametrize("window", [
+    CanaryWindow(stable=track(), candidate=track(resets=1, errors=500)),
+    CanaryWindow(stable=track(resets=2), candidate=track()),
+    CanaryWindow(stable=track(), candidate=track(requests=-40)),
+])
+def test_counter_reset_produces_no_verdict(window: CanaryWindow) -> None:
+    v = judge_canary(ANALYSIS, SLO, window)
+    assert v.result is None
+    assert v.checks[0].metric == "counterReset"
+
+
+# -- shadow ------------------------------------------------------------------------------------
+def cumulative(counts: list[float], bounds: tuple[float, ...] = SCORE_BUCKETS,
+               ) -> list[tuple[float, float]]:
+    out, running = [], 0.0
+    for b, c in zip([*bounds, math.inf], counts, strict=True):
+        running += c
+        out.append((b, running))
+    return out
+
+
+def histogram(scores: np.ndarray[Any, Any], bounds: tuple[float, ...] = SCORE_BUCKETS,
+              ) -> list[tuple[float, float]]:
+    idx = np.searchsorted(np.asarray(bounds), scores, side="left")
+    return cumulative([float(c) for c in np.bincount(idx, minlength=len(bounds) + 1)], bounds)
+
+
+RNG = np.random.default_rng(3)
+# Detection-like scores: most events benign and scored near 0.
+BASE = 1.0 / (1.0 + np.exp(-RNG.normal(-3.0, 1.2, 20000)))
+
+
+def shadow_window(stable: np.ndarray[Any, Any], cand: np.ndarray[Any, Any],
+                  threshold: float = 0.5, interval: float = 5000) -> ShadowWindow:
+    p, s = stable >= threshold, cand >= threshold
+    return ShadowWindow(
+        interval_pairs=interval,
+        outcomes={"both_positive": float(np.sum(p & s)), "both_negative": float(np.sum(~p & ~s)),
+                  "flip_to_positive": float(np.sum(~p & s)),
+                  "flip_to_negative": float(np.sum(p & ~s))},
+        stable_scores=histogram(stable), candidate_scores=histogram(cand),
+        delta=histogram(cand - stable, DELTA_BUCKETS))
+
+
+def test_same_model_in_shadow_passes_with_zero_drift() -> None:
+    v = judge_shadow(ShadowSpec(), 200, shadow_window(BASE, BASE))
+    assert v.result == "Successful"
+    assert v.agreement == 1.0 and v.score_drift == 0.0
+    assert v.samples == 20000
+    assert "flips 0.000% to positive" in checks(v)["agreement"].message
+
+
+def test_drifting_scores_fail_even_when_decisions_agree() -> None:
+    # Every score doubled in odds: few decisions at 0.5 change, the distribution does.
+    drifted = 1.0 / (1.0 + (1.0 / BASE - 1.0) / 4.0)
+    v = judge_shadow(ShadowSpec(min_agreement=0.9), 200, shadow_window(BASE, drifted))
+    by = checks(v)
+    assert by["agreement"].result == "Successful"
+    assert by["scoreDrift"].result == "Failed"
+    assert by["scoreDrift"].measured is not None and by["scoreDrift"].measured > 0.1
+    assert ", p50 +" in by["scoreDrift"].message
+
+
+def test_flipped_decisions_fail_agreement() -> None:
+    cand = BASE.copy()
+    cand[:600] = 1.0 - cand[:600]  # 3% of events change their decision
+    v = judge_shadow(ShadowSpec(), 200, shadow_window(BASE, cand))
+    a = checks(v)["agreement"]
+    assert (a.result, a.threshold) == ("Failed", 0.99)
+    assert a.measured is not None and a.measured < 0.99
+
+
+def test_too_few_pairs_is_inconclusive() -> None:
+    w = shadow_window(BASE[:50], BASE[:50], interval=50)
+    v = judge_shadow(ShadowSpec(), 200, w)
+    assert v.result == "Inconclusive"
+    assert checks(v)["agreement"].result == "Inconclusive"
+
+
+def test_shadow_counter_reset_is_not_judged() -> None:
+    w = shadow_window(BASE, BASE)
+    v = judge_shadow(ShadowSpec(), 200, ShadowWindow(
+        interval_pairs=w.interval_pairs, outcomes=w.outcomes, stable_scores=w.stable_scores,
+        candidate_scores=w.candidate_scores, resets=1))
+    assert v.result is None
+
+
+# -- PSI and the scorer's buckets --------------------------------------------------------------
+def test_psi_of_identical_histograms_is_zero_and_symmetric_in_shift() -> None:
+    counts = [10.0, 20.0, 30.0, 40.0]
+    assert psi(counts, counts) == 0.0
+    assert psi(counts, [40.0, 30.0, 20.0, 10.0]) == pytest.approx(
+        psi([40.0, 30.0, 20.0, 10.0], counts))
+    with pytest.raises(ValueError, match="bucket layouts differ"):
+        psi([1.0], [1.0, 2.0])
+
+
+def test_psi_matches_the_textbook_formula_on_large_counts() -> None:
+    e, a = [5000.0, 3000.0, 2000.0], [4000.0, 3500.0, 2500.0]
+    pe, pa = [x / 10000 for x in e], [x / 10000 for x in a]
+    expected = sum((y - x) * math.log(y / x) for x, y in zip(pe, pa, strict=True))
+    assert psi(e, a) == pytest.approx(expected, rel=1e-3)
+
+
+def test_scorer_bucket_layout_sees_drift_among_low_scores() -> None:
+    """Why the scorer's score buckets are spaced in log-odds: a candidate that doubles the odds
+    of every event drifts by the same PSI (~0.33) wherever the scores sit, while with 0.05-wide
+    buckets the PSI of that very shift falls below the 0.1 gate once most events score near 0,
+    as they do in detection (median score 0.0025 here)."""
+    rng = np.random.default_rng(5)
+    equal_width = tuple(round(0.05 * i, 2) for i in range(1, 21))
+    seen = []
+    for centre in (-3.0, -4.5, -6.0):
+        base = 1.0 / (1.0 + np.exp(-rng.normal(centre, 1.2, 20000)))
+        doubled = 1.0 / (1.0 + (1.0 / base - 1.0) / 2.0)
+        fine = psi(bucket_counts(histogram(base)), bucket_counts(histogram(doubled)))
+        coarse = psi(bucket_counts(histogram(base, equal_width)),
+                     bucket_counts(histogram(doubled, equal_width)))
+        seen.append((fine, coarse))
+    assert all(0.25 < fine < 0.45 for fine, _ in seen)
+    assert seen[-1][1] < 0.1 < seen[-1][0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=200))
+def test_bucket_counts_invert_cumulative(values: list[float]) -> None:
+    cum = histogram(np.asarray(values))
+    counts = bucket_counts(cum)
+    assert sum(counts) == len(values)
+    assert all(c >= 0 for c in counts)
+
+
+# -- histogram_quantile (Prometheus semantics) -------------------------------------------------
+def test_histogram_quantile_interpolates_like_prometheus() -> None:
+    b = [(0.1, 50.0), (0.2, 80.0), (0.5, 100.0), (math.inf, 100.0)]
+    assert histogram_quantile(0.5, b) == pytest.approx(0.1)
+    assert histogram_quantile(0.25, b) == pytest.approx(0.05)
+    assert histogram_quantile(0.65, b) == pytest.approx(0.15)
+    assert histogram_quantile(0.99, b) == pytest.approx(0.2 + 0.3 * 19 / 20)
+
+
+def test_histogram_quantile_edges() -> None:
+    assert histogram_quantile(0.5, []) is None
+    assert histogram_quantile(0.5, [(1.0, 0.0), (math.inf, 0.0)]) is None
+    assert histogram_quantile(0.9, [(1.0, 1.0), (math.inf, 10.0)]) == 1.0  # in +Inf
+    assert histogram_quantile(0.1, [(-0.5, 5.0), (0.0, 8.0), (math.inf, 10.0)]) == -0.5
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-0.99, 0.99, allow_nan=False), min_size=5, max_size=300),
+       st.sampled_from([0.01, 0.5, 0.99]))
+def test_histogram_quantile_lands_in_the_bucket_of_the_true_quantile(
+        values: list[float], q: float) -> None:
+    arr = np.asarray(values)
+    got = histogram_quantile(q, histogram(arr, DELTA_BUCKETS))
+    assert got is not None
+    bounds = [-math.inf, *DELTA_BUCKETS, math.inf]
+    true = float(np.quantile(arr, q, method="inverted_cdf"))
+    i = int(np.searchsorted(np.asarray(DELTA_BUCKETS), true, side="left"))
+    lo, hi = bounds[i], bounds[i + 1]
+    assert min(lo, 0.0 if i == 0 else lo) - 1e-9 <= got <= hi + 1e-9 or got == DELTA_BUCKETS[0]
+
+
+# -- tally -------------------------------------------------------------------------------------
+def verdict(result: Any) -> Verdict:
+    return Verdict(result, ())
+
+
+def test_failures_accumulate_to_the_limit() -> None:
+    s = AnalysisStatus()
+    s, out = tally(s, verdict("Failed"), ANALYSIS, "t1")
+    assert (s.failures, out) == (1, "Continue")
+    s, out = tally(s, verdict("Successful"), ANALYSIS, "t2")
+    s, out = tally(s, verdict("Failed"), ANALYSIS, "t3")
+    assert (s.failures, s.successes, out) == (2, 1, "Fail")
+    assert s.last_run_at == "t3" and s.last_result == "Failed"
+
+
+def test_inconclusive_counts_in_a_row_then_pauses() -> None:
+    s = AnalysisStatus()
+    for n in (1, 2):
+        s, out = tally(s, verdict("Inconclusive"), ANALYSIS, f"t{n}")
+        assert (s.inconclusive, out) == (n, "Continue")
+    s2, _ = tally(s, verdict("Successful"), ANALYSIS, "t3")
+    assert s2.inconclusive == 0
+    s, out = tally(s, verdict("Inconclusive"), ANALYSIS, "t3")
+    assert (s.inconclusive, out) == (3, "Pause")
+
+
+def test_unjudged_interval_only_moves_the_window() -> None:
+    s = AnalysisStatus(failures=1, inconclusive=2, last_result="Failed")
+    after, out = tally(s, Verdict(None, ()), ANALYSIS, "t9")
+    assert out == "Continue"
+    assert (after.failures, after.inconclusive, after.successes) == (1, 2, 0)
+    assert (after.last_run_at, after.last_result) == ("t9", "Failed")
+
+
+def test_describe_puts_measured_beside_threshold() -> None:
+    v = canary(track(errors=30))
+    text = describe(checks(v)["errorRate"])
+    assert text == "errorRate 0.03 > 0.001 (Failed)"
+    assert describe(checks(canary(track()))["requestCount"]) == "requestCount 1000 >= 200 " \
+                                                               "(Successful)"
