@@ -5,6 +5,8 @@
     scorefleet operator [kopf args]    run the operator against $KUBECONFIG
     scorefleet scorer --config FILE    run a scorer
     scorefleet crd [--write|--check]   print, write or check the generated CRD
+    scorefleet rollout get|watch|promote|pause|resume|abort|retry ...
+                                       the SRE's rollout controls (= kubectl scorefleet)
     scorefleet dev build|up|env|status|down   the local control plane alone
 """
 
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from scorefleet.api.crd import main as crd_main
 
         return crd_main(rest)
+    if command == "rollout":
+        from scorefleet.rollout_cli import main as rollout_main
+
+        return rollout_main(rest)
     if command == "dev":
         from scorefleet.dev.cli import main as dev_main
 

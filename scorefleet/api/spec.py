@@ -7,7 +7,7 @@ message naming the field before the operator ever sees it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -201,20 +201,48 @@ class AnalysisSpec(CamelModel):
         default=0.001, ge=0.0, le=1.0, description="Candidate minus stable error rate limit.")
 
 
+# Gateway API v1 (standard channel) constraints, copied so that a pipeline the API server
+# admits always renders a GRPCRoute the API server admits too.
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_SAME_PARENT = (
+    "p1.group == p2.group && p1.kind == p2.kind && p1.name == p2.name && "
+    # `namespace` is a CEL keyword: Kubernetes escapes such property names as __namespace__.
+    "((!has(p1.__namespace__) && !has(p2.__namespace__)) || (has(p1.__namespace__) && "
+    "has(p2.__namespace__) && p1.__namespace__ == p2.__namespace__))")
+
+
 class ParentRef(CamelModel):
     """A Gateway API parent (usually a Gateway) the GRPCRoute attaches to."""
 
-    group: str = Field(default="gateway.networking.k8s.io", max_length=253)
-    kind: str = Field(default="Gateway", min_length=1, max_length=63)
+    group: str = Field(default="gateway.networking.k8s.io", max_length=253,
+                       pattern=r"^$|" + _DNS_SUBDOMAIN)
+    kind: str = Field(default="Gateway", min_length=1, max_length=63,
+                      pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
     name: str = Field(min_length=1, max_length=253)
-    namespace: str | None = Field(default=None, min_length=1, max_length=63)
-    section_name: str | None = Field(default=None, min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, min_length=1, max_length=63,
+                                  pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    section_name: str | None = Field(default=None, min_length=1, max_length=253,
+                                     pattern=_DNS_SUBDOMAIN)
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class GRPCRouteSpec(CamelModel):
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel(f"self.parentRefs.all(p1, self.parentRefs.all(p2, {_SAME_PARENT} ? "
+            "has(p1.sectionName) == has(p2.sectionName) : true))",
+            "sectionName must be specified when parentRefs includes 2 or more references to "
+            "the same parent", ".parentRefs"),
+        cel(f"self.parentRefs.all(p1, self.parentRefs.exists_one(p2, {_SAME_PARENT} && "
+            "((!has(p1.sectionName) && !has(p2.sectionName)) || (has(p1.sectionName) && "
+            "has(p2.sectionName) && p1.sectionName == p2.sectionName))))",
+            "sectionName must be unique when parentRefs includes 2 or more references to the "
+            "same parent", ".parentRefs"),
+    )}
+
     parent_refs: list[ParentRef] = Field(min_length=1, max_length=32)
-    hostnames: list[str] = Field(default_factory=list, max_length=16)
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=253,
+                                         pattern=r"^(\*\.)?" + _DNS_SUBDOMAIN[1:])]] = Field(
+        default_factory=list, max_length=16)
 
 
 class RouterSpec(CamelModel):
@@ -230,6 +258,13 @@ class RouterSpec(CamelModel):
 
 
 class RolloutSpec(CamelModel):
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("self.router.type != 'Replicas' || self.canary.steps.all(s, s.weight < 100)",
+            "steps[].weight must be below 100 with router type Replicas: the stable pods stay "
+            "behind the same Service (use router type GRPCRoute to send 100%)",
+            ".canary.steps"),
+    )}
+
     strategy: Literal["Canary", "Shadow", "ShadowThenCanary"] = "Canary"
     canary: CanarySpec = CanarySpec()
     shadow: ShadowSpec = ShadowSpec()

@@ -27,7 +27,11 @@ _KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "GRPCRoute": ("/apis/gateway.networking.k8s.io/v1", "grpcroutes"),
 }
+# Listed on every reconcile; GRPCRoutes only for pipelines that route with one (the Gateway
+# API may not even be installed, and a list per reconcile per kind is what resyncs cost).
+CORE_KINDS = ("ConfigMap", "Service", "Deployment")
 _PIPELINES = f"/apis/{p.GROUP}/{p.VERSION}"
 
 
@@ -48,6 +52,18 @@ def load_client() -> ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=os.environ.get("KUBECONFIG"))
     return ApiClient()
+
+
+def current_namespace() -> str:
+    """The namespace of the kubeconfig's current context ("default" when it names none), as
+    kubectl picks it; in a pod, the pod's own namespace."""
+    token_ns = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token_ns):
+        with open(token_ns) as f:
+            return f.read().strip() or "default"
+    _, context = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=os.environ.get("KUBECONFIG"))
+    return str((context or {}).get("context", {}).get("namespace") or "default")
 
 
 class Kube:
@@ -89,17 +105,41 @@ class Kube:
         data = self._call("GET", f"{_PIPELINES}/{p.PLURAL}") or {}
         return list(data.get("items", []))
 
+    def list_pipelines_in(self, namespace: str) -> list[Obj]:
+        data = self._call("GET", f"{_PIPELINES}/namespaces/{namespace}/{p.PLURAL}") or {}
+        return list(data.get("items", []))
+
+    def annotate_pipeline(self, namespace: str, name: str, annotations: dict[str, str]) -> Obj:
+        """Merge-patch metadata.annotations (how SRE actions reach the operator); KubeError
+        404 when the pipeline does not exist."""
+        result = self._call("PATCH", f"{_PIPELINES}/namespaces/{namespace}/{p.PLURAL}/{name}",
+                            body={"metadata": {"annotations": annotations}},
+                            content_type="application/merge-patch+json")
+        if result is None:
+            raise KubeError(404, f"scoringpipeline {namespace}/{name} not found")
+        return result
+
+    def list_events(self, namespace: str, name: str) -> list[Obj]:
+        """Events about one pipeline, oldest first."""
+        selector = f"involvedObject.name={name},involvedObject.kind={p.KIND}"
+        data = self._call("GET", f"/api/v1/namespaces/{namespace}/events",
+                          query=[("fieldSelector", selector)]) or {}
+        items = list(data.get("items", []))
+        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
     def patch_pipeline_status(self, namespace: str, name: str, status: Obj) -> None:
         """Merge-patch the status subresource (the operator never writes spec)."""
         self._call("PATCH", f"{_PIPELINES}/namespaces/{namespace}/{p.PLURAL}/{name}/status",
                    body={"status": status}, content_type="application/merge-patch+json")
 
     # -- children --------------------------------------------------------------------------
-    def list_children(self, namespace: str, pipeline: str) -> dict[tuple[str, str], Obj]:
-        """Every object of an owned kind labelled as this pipeline's, keyed (kind, name)."""
+    def list_children(self, namespace: str, pipeline: str,
+                      kinds: tuple[str, ...] = CORE_KINDS) -> dict[tuple[str, str], Obj]:
+        """Every object of the owned `kinds` labelled as this pipeline's, keyed (kind, name)."""
         selector = f"{n.LABEL_PIPELINE}={pipeline},{n.LABEL_MANAGED_BY}={n.MANAGED_BY}"
         out: dict[tuple[str, str], Obj] = {}
-        for kind, (prefix, plural) in _KINDS.items():
+        for kind in kinds:
+            prefix, plural = _KINDS[kind]
             data = self._call("GET", f"{prefix}/namespaces/{namespace}/{plural}",
                               query=[("labelSelector", selector)]) or {}
             for item in data.get("items", []):

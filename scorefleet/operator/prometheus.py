@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from prometheus_api_client import PrometheusConnect
 
 from scorefleet.api.status import TrackMetrics
+from scorefleet.operator.decide.analysis import OUTCOMES, Buckets, ShadowWindow, TrackWindow
 
 # Codes that are the server's fault. INVALID_ARGUMENT / NOT_FOUND are the caller's, and
 # CANCELLED is the caller giving up: none of those should fail a canary or page an SRE.
@@ -59,6 +60,39 @@ def queries(sel: TrackSelector, window: str) -> dict[str, str]:
     }
 
 
+def window_queries(sel: TrackSelector, seconds: float) -> dict[str, str]:
+    """One analysis interval of one track, ending now: increases (reset-corrected by
+    Prometheus) and the resets themselves, which make the interval unjudgeable."""
+    w = f"{max(1, round(seconds))}s"
+    server_errors = sel.matchers('code=~"' + "|".join(SERVER_ERROR_CODES) + '"')
+    return {
+        "requests": f"sum(increase(scorefleet_requests_total{sel.matchers()}[{w}]))",
+        "errors": f"sum(increase(scorefleet_requests_total{server_errors}[{w}]))",
+        "p99_ms": "1000 * histogram_quantile(0.99, sum by (le) (increase("
+                  f"scorefleet_request_duration_seconds_bucket{sel.matchers()}[{w}])))",
+        "resets": f"sum(resets(scorefleet_requests_total{sel.matchers()}[{w}]))",
+    }
+
+
+def shadow_queries(sel: TrackSelector, primary_version: str, shadow_version: str,
+                   interval: float, since: float) -> dict[str, str]:
+    """The paired comparison recorded by `sel`'s (stable) pods: pairs in this interval, and
+    outcomes and histograms since the shadow started (`since` seconds ago)."""
+    w, s = f"{max(1, round(interval))}s", f"{max(1, round(since))}s"
+    pair = sel.matchers(f'primary_version="{_escape(primary_version)}"',
+                        f'shadow_version="{_escape(shadow_version)}"')
+    primary = sel.matchers('role="primary"', f'model_version="{_escape(primary_version)}"')
+    shadow = sel.matchers('role="shadow"', f'model_version="{_escape(shadow_version)}"')
+    return {
+        "interval_pairs": f"sum(increase(scorefleet_shadow_pairs_total{pair}[{w}]))",
+        "outcomes": f"sum by (outcome) (increase(scorefleet_shadow_pairs_total{pair}[{s}]))",
+        "stable_scores": f"sum by (le) (increase(scorefleet_model_score_bucket{primary}[{s}]))",
+        "candidate_scores": f"sum by (le) (increase(scorefleet_model_score_bucket{shadow}[{s}]))",
+        "delta": f"sum by (le) (increase(scorefleet_shadow_score_delta_bucket{pair}[{s}]))",
+        "resets": f"sum(resets(scorefleet_shadow_pairs_total{pair}[{w}]))",
+    }
+
+
 class Prometheus:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url
@@ -75,6 +109,44 @@ class Prometheus:
             return None
         value = float(result[0]["value"][1])
         return value if math.isfinite(value) else None
+
+    def vector(self, query: str, label: str) -> dict[str, float]:
+        """An instant vector keyed by one label's value (non-finite samples dropped)."""
+        try:
+            result = self._client.custom_query(query, params={"timeout": f"{self._timeout:g}s"})
+        except Exception as exc:
+            raise PrometheusError(f"{self.url}: {query}: {exc}") from exc
+        out = {}
+        for sample in result or []:
+            value = float(sample["value"][1])
+            if math.isfinite(value):
+                out[sample["metric"].get(label, "")] = value
+        return out
+
+    def buckets(self, query: str) -> Buckets:
+        """A `sum by (le)` answer as (upper bound, cumulative count), +Inf last."""
+        return sorted((float(le), count) for le, count in self.vector(query, "le").items())
+
+    def track_window(self, sel: TrackSelector, seconds: float) -> TrackWindow:
+        q = window_queries(sel, seconds)
+        requests = self.scalar(q["requests"])
+        errors = self.scalar(q["errors"]) if requests is not None else None
+        return TrackWindow(requests=requests,
+                           errors=0.0 if requests is not None and errors is None else errors,
+                           p99_ms=self.scalar(q["p99_ms"]) if requests else None,
+                           resets=int(self.scalar(q["resets"]) or 0))
+
+    def shadow_window(self, sel: TrackSelector, primary_version: str, shadow_version: str,
+                      interval: float, since: float) -> ShadowWindow:
+        q = shadow_queries(sel, primary_version, shadow_version, interval, since)
+        outcomes = self.vector(q["outcomes"], "outcome")
+        return ShadowWindow(
+            interval_pairs=self.scalar(q["interval_pairs"]),
+            outcomes={o: outcomes.get(o, 0.0) for o in OUTCOMES},
+            stable_scores=self.buckets(q["stable_scores"]),
+            candidate_scores=self.buckets(q["candidate_scores"]),
+            delta=self.buckets(q["delta"]),
+            resets=int(self.scalar(q["resets"]) or 0))
 
     def track_metrics(self, sel: TrackSelector, window: str = "1m") -> TrackMetrics:
         q = queries(sel, window)
