@@ -8,17 +8,21 @@ track that has a Deployment. Nothing here decides anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from types import MappingProxyType
 
+from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.operator import naming as n
+from scorefleet.operator.decide.analysis import CanaryWindow, ShadowWindow
 from scorefleet.operator.decide.observed import (
     DeploymentState,
     Observed,
     TrackObservation,
     deployment_state,
 )
+from scorefleet.operator.decide.rollout import RolloutState, analysis_window, parse_time
 from scorefleet.operator.kube import Obj
-from scorefleet.operator.settings import Measure
+from scorefleet.operator.settings import Analyst, Measure, NoMetrics
 
 
 def deployments_by_track(children: Mapping[tuple[str, str], Obj],
@@ -41,3 +45,25 @@ def observe(namespace: str, pipeline: str, children: Mapping[tuple[str, str], Ob
         for track, dep in deployments_by_track(children).items()
     }
     return Observed(tracks=MappingProxyType(tracks))
+
+
+def measure_interval(analyst: Analyst | NoMetrics | None, pipeline: ScoringPipeline,
+                     now: datetime) -> CanaryWindow | ShadowWindow | None:
+    """The measurement of the analysis interval that is due now, if one is and Prometheus
+    answers; None otherwise (the rollout then waits: no interval is judged unmeasured).
+    `analyst` None means this reconcile does not measure (event-driven ones do not)."""
+    state = RolloutState.from_status(pipeline.status)
+    start = analysis_window(state, pipeline.spec, now)
+    if analyst is None or state is None or start is None:
+        return None
+    meta = pipeline.metadata
+    interval = (now - start).total_seconds()
+    if state.rollout.phase == "Shadow":
+        stable = pipeline.status.stable
+        began = state.shadow.started_at if state.shadow else None
+        if stable is None or began is None:
+            return None
+        return analyst.shadow(meta.namespace, meta.name, stable.version,
+                              pipeline.spec.model.version, interval,
+                              (now - parse_time(began)).total_seconds())
+    return analyst.canary(meta.namespace, meta.name, interval)

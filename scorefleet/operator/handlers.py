@@ -59,6 +59,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["kube"] = Kube()
     memo["settings"] = ours
     memo["measure"] = ours.measure(log)
+    memo["analyst"] = ours.analyst(log)
     # Kopf passes each index by its function's name; filled by the watch streams.
     memo["watched"] = kwargs["watched_pipelines"]
     memo["resync"] = asyncio.get_running_loop().create_task(_resync_forever(memo))
@@ -95,7 +96,8 @@ def _resync_once(memo: kopf.Memo, keys: list[tuple[str, str]]) -> None:
     kube: Kube = memo["kube"]
     for namespace, name in keys:
         try:
-            reconcile(kube, namespace, name, log, memo["settings"].defaults, memo["measure"])
+            reconcile(kube, namespace, name, log, memo["settings"].defaults, memo["measure"],
+                      analyst=memo["analyst"])
         except KubeError as exc:
             log.warning("resync of %s/%s failed: %s", namespace, name, exc)
 

@@ -30,16 +30,18 @@ from scorefleet.operator.decide.children import (
     decide_children,
 )
 from scorefleet.operator.decide.conditions import Transition
+from scorefleet.operator.decide.revision import desired_revision
+from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout
 from scorefleet.operator.decide.status import (
     StatusInputs,
     decide_invalid_status,
     decide_status,
 )
-from scorefleet.operator.decide.tracks import plan_tracks
+from scorefleet.operator.decide.tracks import TrackDecision, plan_tracks
 from scorefleet.operator.decide.validity import InvalidSpec, last_status, parse_pipeline
-from scorefleet.operator.gather import deployments_by_track, observe
-from scorefleet.operator.kube import Kube, KubeError, Obj
-from scorefleet.operator.settings import Measure
+from scorefleet.operator.gather import deployments_by_track, measure_interval, observe
+from scorefleet.operator.kube import CORE_KINDS, Kube, KubeError, Obj
+from scorefleet.operator.settings import Analyst, Measure, NoMetrics
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -77,7 +79,8 @@ def _lock(namespace: str, name: str) -> threading.Lock:
 
 def reconcile(kube: Kube, namespace: str, name: str, logger: Logger,
               defaults: Defaults = DEFAULTS, measure: Measure | None = None,
-              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ReconcileResult | None:
+              now: Callable[[], datetime] = lambda: datetime.now(UTC),
+              analyst: Analyst | NoMetrics | None = None) -> ReconcileResult | None:
     """Bring one pipeline's children and status in line with its spec. None if it is gone.
 
     With `measure`, the stable track is also measured (periodic resyncs do this; event-driven
@@ -87,30 +90,45 @@ def reconcile(kube: Kube, namespace: str, name: str, logger: Logger,
         body = kube.get_pipeline(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # being deleted: garbage collection removes the children
-        return _reconcile(kube, body, logger, defaults, measure, now)
+        return _reconcile(kube, body, logger, defaults, measure, now, analyst)
 
 
 def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
-               measure: Measure | None, now: Callable[[], datetime]) -> ReconcileResult:
+               measure: Measure | None, now: Callable[[], datetime],
+               analyst: Analyst | NoMetrics | None = None) -> ReconcileResult:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
+    at = now()
     # Gather.
-    existing = kube.list_children(ns, name)
+    router = ((body.get("spec") or {}).get("rollout") or {}).get("router") or {}
+    kinds = (*CORE_KINDS, "GRPCRoute") if router.get("type") == "GRPCRoute" else CORE_KINDS
+    existing = kube.list_children(ns, name, kinds)
     # Decide.
     pipeline = parse_pipeline(body)
     if isinstance(pipeline, InvalidSpec):
-        return _report_invalid(kube, body, pipeline, logger, now())
+        return _report_invalid(kube, body, pipeline, logger, at)
+    observed = observe(ns, name, existing, measure)
     tracks = plan_tracks(pipeline)
+    rollout = None
+    if tracks.stable_established:
+        rollout = decide_pipeline_rollout(pipeline, observed, defaults.scorer_image,
+                                          measure_interval(analyst, pipeline, at), at)
+    if rollout is not None:
+        tracks = TrackDecision(tracks=rollout.tracks, stable_established=True)
     desired = decide_children(pipeline, tracks.tracks, defaults)
     if isinstance(desired, InvalidSpec):
-        return _report_invalid(kube, body, desired, logger, now())
-    observed = observe(ns, name, existing, measure)
+        return _report_invalid(kube, body, desired, logger, at)
+    if rollout is not None:
+        desired += list(rollout.route.manifests)
     # Act.
     result = ReconcileResult()
     current, apply_error = _apply_children(kube, desired, existing, result, logger)
     observed = observed.with_deployments(deployments_by_track(current), apply_error)
-    status, transitions = decide_status(StatusInputs(pipeline, tracks, observed, now()))
-    result.transitions = [*_child_transitions(result), *transitions]
+    status, transitions = decide_status(StatusInputs(
+        pipeline, tracks, observed, at, rollout,
+        desired_revision(pipeline.spec, defaults.scorer_image)))
+    result.transitions = [*_child_transitions(result),
+                          *(rollout.transitions if rollout else []), *transitions]
     _write_status(kube, body, status.wire(), result)
     for transition in result.transitions:
         announce(kube, body, transition, logger)

@@ -9,11 +9,44 @@ from dataclasses import dataclass
 
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.api.status import TrackMetrics
+from scorefleet.operator.decide.analysis import CanaryWindow, ShadowWindow, TrackWindow
 from scorefleet.operator.decide.children import Defaults
 from scorefleet.operator.prometheus import Prometheus, PrometheusError, TrackSelector
 
 # (namespace, pipeline, track) -> the track's measurement, or None when it could not be taken.
 Measure = Callable[[str, str, str], TrackMetrics | None]
+
+
+@dataclass(frozen=True)
+class Analyst:
+    """Measures analysis intervals from Prometheus; None answers when it cannot (logged)."""
+
+    prom: Prometheus
+    namespace_label: str
+    logger: logging.Logger
+
+    def _sel(self, namespace: str, pipeline: str, track: str) -> TrackSelector:
+        extra = {self.namespace_label: namespace} if self.namespace_label else {}
+        return TrackSelector(pipeline, track, extra)
+
+    def canary(self, namespace: str, pipeline: str, seconds: float) -> CanaryWindow | None:
+        try:
+            return CanaryWindow(
+                stable=self.prom.track_window(self._sel(namespace, pipeline, "stable"), seconds),
+                candidate=self.prom.track_window(self._sel(namespace, pipeline, "candidate"),
+                                                 seconds))
+        except PrometheusError as exc:
+            self.logger.warning("could not analyse %s/%s: %s", namespace, pipeline, exc)
+            return None
+
+    def shadow(self, namespace: str, pipeline: str, primary_version: str,
+               shadow_version: str, interval: float, since: float) -> ShadowWindow | None:
+        try:
+            return self.prom.shadow_window(self._sel(namespace, pipeline, "stable"),
+                                           primary_version, shadow_version, interval, since)
+        except PrometheusError as exc:
+            self.logger.warning("could not analyse %s/%s: %s", namespace, pipeline, exc)
+            return None
 
 
 @dataclass(frozen=True)
@@ -56,3 +89,23 @@ class OperatorSettings:
                 return None
 
         return measure
+
+    def analyst(self, logger: logging.Logger) -> Analyst | NoMetrics:
+        """Rollout analysis over Prometheus; without one, every interval measures no data, so
+        a rollout is judged Inconclusive and pauses rather than advance unjudged."""
+        if not self.prometheus_url:
+            return NoMetrics()
+        return Analyst(Prometheus(self.prometheus_url), self.namespace_label, logger)
+
+
+class NoMetrics:
+    """No Prometheus configured: intervals have no data (never zeros)."""
+
+    def canary(self, namespace: str, pipeline: str, seconds: float) -> CanaryWindow:
+        return CanaryWindow(stable=TrackWindow(None, None, None),
+                            candidate=TrackWindow(None, None, None))
+
+    def shadow(self, namespace: str, pipeline: str, primary_version: str,
+               shadow_version: str, interval: float, since: float) -> ShadowWindow:
+        return ShadowWindow(interval_pairs=None, outcomes={}, stable_scores=(),
+                            candidate_scores=())

@@ -143,8 +143,8 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
         s if (s := ready(namespace)) and s["status"]["observedGeneration"] == 2
         and s["status"]["readyReplicas"] == 3 else None), timeout=90)
 
-    # A new model is not hot-swapped into the stable track: it is recorded as the candidate
-    # and the Promoted condition (and an Event) says rollouts are not there yet.
+    # A new model is not hot-swapped into the stable track: it becomes the candidate of a
+    # canary rollout on its own track (tests/cluster/test_rollout_operator.py goes further).
     template = get("deployment", "phish-stable", namespace)["spec"]["template"]  # type: ignore[index]
     kubectl("patch", "scoringpipeline", "phish", "-n", namespace, "--type=merge", "-p",
             json.dumps({"spec": {"model": {"version": "v2",
@@ -153,16 +153,17 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
         s if (s := get("scoringpipeline", "phish", namespace))
         and (s.get("status", {}).get("candidate") or {}).get("version") == "v2" else None))
     assert sp["status"]["stable"]["version"] == "v1"
-    assert sp["status"]["phase"] == "Ready"
-    assert condition(sp, "Promoted")["reason"] == "RolloutUnavailable"
+    assert sp["status"]["phase"] == "Progressing"
+    assert condition(sp, "Promoted")["reason"] == "CanaryInProgress"
     cm = get("configmap", "phish-stable", namespace)
     assert cm is not None and "version: v1" in cm["data"]["config.yaml"]
     assert "phishing-v2" not in cm["data"]["config.yaml"]
     assert get("deployment", "phish-stable", namespace)["spec"]["template"] == template  # type: ignore[index]
+    assert eventually("candidate track", lambda: get("deployment", "phish-candidate",
+                                                     namespace))
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json",
                                 "--field-selector", "involvedObject.name=phish"))["items"]
-    (warning,) = [e for e in events if e["reason"] == "RolloutUnavailable"]
-    assert warning["type"] == "Warning" and "v2" in warning["message"]
+    assert any(e["reason"] == "RolloutStarted" and "v2" in e["message"] for e in events)
     # Back to the stable model: nothing pending any more.
     kubectl("patch", "scoringpipeline", "phish", "-n", namespace, "--type=merge", "-p",
             json.dumps({"spec": {"model": {"version": "v1",
@@ -170,7 +171,9 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     sp = eventually("candidate cleared", lambda: (
         s if (s := get("scoringpipeline", "phish", namespace))
         and condition(s, "Promoted")["reason"] == "StableIsDesired" else None))
-    assert "candidate" not in sp["status"]
+    assert "candidate" not in sp["status"] and "rollout" not in sp["status"]
+    eventually("candidate track removed",
+               lambda: get("deployment", "phish-candidate", namespace) is None)
 
     # A hand edit is reverted and a deleted child comes back.
     kubectl("scale", "deployment", "phish-stable", "-n", namespace, "--replicas=7")

@@ -14,6 +14,7 @@ from scorefleet.api.scorer_config import model_revision
 from scorefleet.api.status import PipelineStatus, TrackMetrics
 from scorefleet.operator.decide.conditions import Transition, Verdict
 from scorefleet.operator.decide.observed import DeploymentState, Observed, TrackObservation
+from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout
 from scorefleet.operator.decide.status import (
     SUB_DECISIONS,
     StatusInputs,
@@ -22,7 +23,7 @@ from scorefleet.operator.decide.status import (
     decide_status,
     merge,
 )
-from scorefleet.operator.decide.tracks import plan_tracks
+from scorefleet.operator.decide.tracks import TrackDecision, plan_tracks
 from scorefleet.operator.decide.validity import InvalidSpec
 from tests.operator.conftest import make_pipeline
 
@@ -125,25 +126,30 @@ def test_spec_change_makes_a_ready_pipeline_progress() -> None:
     assert status.stable is not None and status.stable.version == "v1"  # still what runs
 
 
-def test_new_model_is_a_pending_candidate_not_a_hot_swap() -> None:
+def test_new_model_is_a_candidate_not_a_hot_swap() -> None:
+    """The stable track keeps its model; the new one becomes a rollout's candidate
+    (decide/rollout_plan.py; the rollout itself is tested in test_rollout*.py)."""
     ready, _ = decide(make_pipeline(), seen(dep(2)))
     p = make_pipeline({"model": V2}, status=ready.wire(), generation=2)
-    tracks = plan_tracks(p)
+    observed = seen(dep(2, generation=2, observed=2))
+    outcome = decide_pipeline_rollout(p, observed, "scorer:1", None, T0)
+    assert outcome is not None
+    tracks = TrackDecision(tracks=outcome.tracks, stable_established=True)
     assert tracks.stable.model.version == "v1"  # the stable track keeps its model
-    assert tracks.pending is not None and tracks.pending.version == "v2"
-    status, events = decide(p, seen(dep(2, generation=2, observed=2)))
-    assert status.phase == "Ready"  # v1 still serves, as before
+    status, _ = decide_status(StatusInputs(p, tracks, observed, T0, outcome))
     assert status.stable is not None and status.stable.version == "v1"
     assert status.candidate is not None and status.candidate.version == "v2"
+    assert status.phase == "Progressing"
     promoted = conditions(status)["Promoted"]
-    assert (promoted.status, promoted.reason) == ("False", "RolloutUnavailable")
-    assert "rollout engine" in promoted.message and "v2" in promoted.message
-    assert status.message == promoted.message
-    (event,) = [e for e in events if e.reason == "RolloutUnavailable"]
-    assert event.type == "Warning"
-    # Going back to the stable model clears the candidate.
+    assert (promoted.status, promoted.reason) == ("False", "CanaryInProgress")
+    assert "RolloutStarted" in [t.reason for t in outcome.transitions]
+    # Going back to the stable model cancels the rollout and clears the candidate.
     back = make_pipeline(status=status.wire(), generation=3)
-    status, events = decide(back, seen(dep(2, generation=3, observed=3)))
+    outcome = decide_pipeline_rollout(back, observed, "scorer:1", None, T0)
+    assert outcome is not None and outcome.decision.state is None
+    status, _ = decide_status(StatusInputs(
+        back, TrackDecision(tracks=outcome.tracks, stable_established=True), observed, T0,
+        outcome))
     assert status.candidate is None
     assert conditions(status)["Promoted"].reason == "StableIsDesired"
 

@@ -108,7 +108,7 @@ def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
         port=scorer.port,
         metrics_port=scorer.metrics_port,
         workers=scorer_workers(pipeline),
-        intra_op_threads=scorer.intra_op_threads,
+        intra_op_threads=plan.intra_op_threads or scorer.intra_op_threads,
         drain_delay_seconds=duration_seconds(scorer.drain_delay),
         grace_period_seconds=duration_seconds(scorer.grace_period),
         max_connection_age_seconds=duration_seconds(scorer.max_connection_age),
@@ -174,7 +174,7 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
     stop_seconds = duration_seconds(scorer.drain_delay) + duration_seconds(scorer.grace_period)
     container: dict[str, Any] = {
         "name": n.CONTAINER,
-        "image": scorer.image or defaults.scorer_image,
+        "image": plan.image or scorer.image or defaults.scorer_image,
         "imagePullPolicy": scorer.image_pull_policy or defaults.scorer_image_pull_policy,
         "command": ["python", "-m", "scorefleet.scorer"],
         "args": ["--config", f"{n.CONFIG_DIR}/{n.CONFIG_FILE}"],
@@ -182,7 +182,7 @@ def deployment(pipeline: ScoringPipeline, plan: TrackPlan, defaults: Defaults) -
             {"name": "grpc", "containerPort": scorer.port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": scorer.metrics_port, "protocol": "TCP"},
         ],
-        "env": [e.wire() for e in scorer.env],
+        "env": [e.wire() for e in (scorer.env if plan.env is None else plan.env)],
         "resources": scorer.resources.wire(),
         # Readiness asks the scorer's gRPC health for this model's own service: SERVING only
         # while this model is loaded and not draining, so a Ready pod has loaded it, and

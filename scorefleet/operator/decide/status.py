@@ -17,7 +17,8 @@ another's.
 |-------------|-----------------------------------------|----------------------|
 | serving     | stable, replicas, readyReplicas         | Ready, Progressing   |
 | health      | -                                       | Degraded             |
-| candidate   | candidate                               | Promoted             |
+| candidate   | candidate, stableRevision, rollout,     | Promoted, RolledBack |
+|             | canary, shadow, analysis (rollout_plan) |                      |
 | metrics     | metrics                                 | -                    |
 """
 
@@ -36,6 +37,7 @@ from scorefleet.api.status import (
     Phase,
     PipelineStatus,
     ReplicaStatus,
+    RolloutStatus,
     TrackReplicas,
 )
 from scorefleet.operator.decide.conditions import (
@@ -46,6 +48,10 @@ from scorefleet.operator.decide.conditions import (
     transitions,
 )
 from scorefleet.operator.decide.observed import Observed
+from scorefleet.operator.decide.revision import Revision
+from scorefleet.operator.decide.rollout_plan import RolloutOutcome
+from scorefleet.operator.decide.rollout_plan import status_fields as rollout_status_fields
+from scorefleet.operator.decide.rollout_plan import verdicts as rollout_verdicts
 from scorefleet.operator.decide.serving import TrackServing, track_serving
 from scorefleet.operator.decide.tracks import TrackDecision, model_identity
 from scorefleet.operator.decide.validity import InvalidSpec
@@ -57,6 +63,10 @@ class StatusInputs:
     tracks: TrackDecision
     observed: Observed
     now: datetime
+    # The rollout decided on this reconcile; None while the first model is being deployed.
+    rollout: RolloutOutcome | None = None
+    # The spec's revision (decide/revision.py), recorded once the first model is served.
+    revision: Revision | None = None
 
     @property
     def stable(self) -> TrackServing:
@@ -90,11 +100,17 @@ def serving_part(i: StatusInputs) -> StatusPart:
                               f"{s.updated}/{s.desired} stable scorers updated")
     # The stable model is recorded only once its pods proved they serve it.
     stable = model_identity(plan.model) if s.serving else i.pipeline.status.stable
+    candidate_plan = i.tracks.plan("candidate")
+    candidate = None
+    if candidate_plan is not None:
+        c = track_serving(candidate_plan, i.observed.track("candidate"))
+        candidate = TrackReplicas(desired=c.desired, ready=c.ready)
     return StatusPart(
         fields={"stable": stable,
                 "replicas": ReplicaStatus(stable=TrackReplicas(desired=s.desired,
-                                                               ready=s.ready)),
-                "ready_replicas": s.ready},
+                                                               ready=s.ready),
+                                          candidate=candidate),
+                "ready_replicas": s.ready + (candidate.ready if candidate else 0)},
         conditions=(ready, progressing))
 
 
@@ -112,35 +128,39 @@ def health_part(i: StatusInputs) -> StatusPart:
 
 
 def candidate_part(i: StatusInputs) -> StatusPart:
-    """spec.model against the stable model. Until the rollout engine exists, a different
-    spec.model is recorded as the candidate and the Promoted condition says it is not rolled
-    out, rather than swapping it into the stable track."""
+    """The rollout's fields and conditions (decide/rollout_plan.py); before a first model is
+    established, whether it is loading."""
+    if i.rollout is not None:
+        return StatusPart(fields=rollout_status_fields(i.rollout),
+                          conditions=rollout_verdicts(i.rollout))
+    return _first_model_part(i)
+
+
+def _first_model_part(i: StatusInputs) -> StatusPart:
+    """The first model: loading until the stable scorers serve it; then its revision (the
+    scorer part beside the model) is recorded at once, so a change right after it is a
+    rollout against what really runs."""
     stable = i.tracks.stable.model
-    pending = i.tracks.pending
-    if pending is not None:
-        promoted = Verdict(
-            "Promoted", "False", "RolloutUnavailable",
-            f"spec.model {pending.name} {pending.version} differs from the stable model "
-            f"{stable.name} {stable.version}: recorded as status.candidate, not rolled out "
-            "(this operator has no rollout engine yet; rollouts arrive with it). The stable "
-            f"track keeps serving {stable.version}.", warning=True)
-        return StatusPart(fields={"candidate": model_identity(pending)}, conditions=(promoted,))
-    if not i.tracks.stable_established and not i.stable.serving:
+    if not i.stable.serving:
         promoted = Verdict("Promoted", "False", "FirstModelLoading",
                            f"{stable.name} {stable.version} becomes the stable model once the "
                            "stable scorers serve it")
-    else:
-        promoted = Verdict("Promoted", "True", "StableIsDesired",
-                           f"the stable track serves spec.model {stable.name} {stable.version}")
-    return StatusPart(fields={"candidate": None}, conditions=(promoted,))
+        return StatusPart(fields={"candidate": None}, conditions=(promoted,))
+    promoted = Verdict("Promoted", "True", "StableIsDesired",
+                       f"the stable track serves spec.model {stable.name} {stable.version}")
+    fields: dict[str, object] = {"candidate": None}
+    if i.revision is not None:
+        fields["stable_revision"] = i.revision.record()
+    return StatusPart(fields=fields, conditions=(promoted,))
 
 
 def metrics_part(i: StatusInputs) -> StatusPart:
     measured = i.observed.track("stable").metrics
     if measured is None:
         return StatusPart()  # not measured now: the last measurement stays as it is
-    return StatusPart(fields={"metrics": MeasuredMetrics(measured_at=timestamp(i.now),
-                                                         stable=measured)})
+    return StatusPart(fields={"metrics": MeasuredMetrics(
+        measured_at=timestamp(i.now), stable=measured,
+        candidate=i.observed.track("candidate").metrics)})
 
 
 SUB_DECISIONS: tuple[SubDecision, ...] = (serving_part, health_part, candidate_part,
@@ -163,9 +183,15 @@ def merge(parts: Sequence[StatusPart]) -> tuple[dict[str, Any], list[Verdict]]:
     return fields, verdicts
 
 
-def _phase(conditions: dict[str, Condition], previous_phase: Phase) -> Phase:
+def _phase(conditions: dict[str, Condition], previous_phase: Phase,
+           rollout: RolloutStatus | None = None) -> Phase:
     if conditions["Degraded"].status == "True":
         return "Degraded"
+    if rollout is not None and rollout.phase in ("Shadow", "Canary", "Promoting"):
+        return "Paused" if rollout.paused else "Progressing"
+    if rollout is not None and rollout.phase in ("Failed", "Aborted") and (
+            conditions["Ready"].status == "True"):
+        return "Failed"  # the stable track serves; the rollout failed (conditions say why)
     if conditions["Ready"].status == "True":
         return "Ready"
     return "Pending" if previous_phase == "Pending" else "Progressing"
@@ -196,7 +222,7 @@ def compose(old: PipelineStatus, generation: int, fields: Mapping[str, Any],
     status = old.model_copy(update={
         **fields,
         "observed_generation": generation,
-        "phase": _phase(by_type, old.phase),
+        "phase": _phase(by_type, old.phase, fields.get("rollout", old.rollout)),
         "message": _message([*verdicts, *(Verdict(c.type, c.status, c.reason, c.message)
                                           for c in old.conditions if c.type not in decided)]),
         "conditions": conditions,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.api.scorer_config import ModelRef, Track, model_revision
+from scorefleet.api.spec import EnvVar
 from scorefleet.api.status import ModelIdentity
 
 
@@ -27,6 +28,10 @@ class TrackPlan:
     model: ModelRef
     replicas: int
     shadow: ModelRef | None = None
+    # The revision's scorer settings (decide/revision.py); None = the spec's.
+    image: str | None = None
+    env: tuple[EnvVar, ...] | None = None
+    intra_op_threads: int | None = None
 
 
 @dataclass(frozen=True)
