@@ -157,3 +157,11 @@ def test_kubectl_finds_the_plugin(control_plane: Any, canary: tuple[str, str]) -
     proc = subprocess.run(["kubectl", "scorefleet", "--help"], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert "Usage: kubectl scorefleet" in proc.stdout
+
+
+def test_watch_refreshes_from_status(canary: tuple[str, str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    ns, name = canary
+    code, out = cli(capsys, "-n", ns, "watch", name, "--count", "2", "--interval", "0.1")
+    assert code == 0, out
+    assert "step 2/3 at 25%" in out and "p99LatencyRatio" in out
