@@ -80,10 +80,17 @@ def tracks_table(body: Obj) -> Table:
     rows = [("stable", status.get("stable"), 100 - weight)]
     if status.get("candidate") or status.get("rollout"):
         rows.append(("candidate", status.get("candidate"), weight))
+    router = (((body.get("spec") or {}).get("rollout") or {}).get("router") or {}).get(
+        "type", "Replicas")
+    pod_share = _pod_share(replicas) if router == "Replicas" and weight else None
     for track, identity, share in rows:
         pods = replicas.get(track) or {}
         m = metrics.get(track) or {}
         shown = f"{share}%"
+        if pod_share is not None:
+            # The Replicas router splits by pods: show what the pod counts really give.
+            actual = pod_share if track == "candidate" else 100.0 - pod_share
+            shown += f" ({actual:.0f}% by pods)"
         if track == "candidate" and (status.get("rollout") or {}).get("phase") == "Shadow":
             shown = "shadow"
         table.add_row(track, _model(identity), shown,
@@ -93,6 +100,13 @@ def tracks_table(body: Obj) -> Table:
     if metrics.get("measuredAt"):
         table.caption = f"measured {metrics['measuredAt']}"
     return table
+
+
+def _pod_share(replicas: Obj) -> float | None:
+    """The candidate's share of ready pods, i.e. of requests under the Replicas router."""
+    stable = (replicas.get("stable") or {}).get("ready", 0)
+    candidate = (replicas.get("candidate") or {}).get("ready", 0)
+    return 100.0 * candidate / (stable + candidate) if stable + candidate else None
 
 
 def shadow_line(status: Obj) -> Text | None:

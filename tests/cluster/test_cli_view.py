@@ -55,9 +55,9 @@ def test_get_shows_tracks_weights_and_checks_beside_thresholds() -> None:
     assert "step 2/3 at 25%" in text
     lines = {line.split("│")[1].strip(): line for line in text.splitlines()
              if line.count("│") > 3}
-    assert "phishing v1" in lines["stable"] and "75%" in lines["stable"]
+    assert "phishing v1" in lines["stable"] and "75% (80% by pods)" in lines["stable"]
     assert "812.5" in lines["stable"] and "4/4" in lines["stable"]
-    assert "25%" in lines["candidate"] and "15.00" in lines["candidate"]
+    assert "25% (20% by pods)" in lines["candidate"] and "15.00" in lines["candidate"]
     row = lines["p99LatencyRatio"].split("│")
     assert [c.strip() for c in row[2:6]] == ["1.5", "<=", "1.2", "Failed"]
     assert "1/2 failed" in text and "0/3 inconclusive" in text

@@ -10,9 +10,10 @@ makes clients reconnect and spread again.)
 The stable track keeps the replicas it needs for the full load, as Argo Rollouts does by
 default, so a rollback only removes candidate pods. The weights a replica ratio can express are
 coarse with few pods: 5% beside 2 stable pods is one candidate pod, 33%. The plan says so
-(`effective_weight`, `note`), and status shows the effective share; fine weights at small
-scale need the GRPCRoute router. 100% cannot be expressed at all while the stable pods are
-behind the same Service, and the CRD rejects such a step for this router.
+(`effective_weight`, `note`), and `kubectl scorefleet get` shows the share the ready pods give
+beside the asked weight; fine weights at small scale need the GRPCRoute router. 100% cannot
+be expressed at all while the stable pods are behind the same Service, and the CRD rejects
+such a step for this router.
 """
 
 from __future__ import annotations
