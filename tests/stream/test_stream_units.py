@@ -44,7 +44,8 @@ def test_good_event_decodes() -> None:
     (b'{"id": "x", "features": [1, 2]}', "'sender' (the online feature key)"),
     (b'{"id": "x", "sender": "a", "features": [1]}', "expected 2 features"),
     (b'{"id": "x", "sender": "a", "features": "12"}', "must be a list of numbers"),
-    (b'{"id": "x", "sender": "a", "features": [1, NaN]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [1, NaN]}', "not JSON"),
+    (b'{"id": "x", "sender": "a", "features": [1, 1e999]}', "not JSON"),
     (b'{"id": "x", "sender": "a", "features": [1, true]}', "finite numbers"),
 ])
 def test_bad_events_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
@@ -100,3 +101,18 @@ def test_offsets_commit_next_and_survive_a_failed_commit() -> None:
     assert book.pending == {0: 8}
     assert book.is_replay(0, 7) and book.is_replay(1, 2) and not book.is_replay(0, 8)
     assert book.forget([0, 4]) == {0: 8} and book.pending == {}
+
+
+@given(st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3),
+                min_size=1, max_size=20),
+       st.sampled_from([None, 30.0]))
+def test_fast_and_rowwise_parsing_agree(rows: list[list[float]], staleness: float | None) -> None:
+    from scorefleet.scorer.stream.features import _parse_rowwise
+
+    replies: list[list[bytes | None]] = [[*(repr(v).encode() for v in r[:2]), b"990"]
+                                         for r in rows]
+    defaults = np.zeros(2, dtype=np.float32)
+    fast = parse_rows(replies, 2, defaults, staleness, now=1000.0)
+    slow = _parse_rowwise(replies, 2, defaults, staleness, now=1000.0)
+    assert fast.missing == slow.missing == [None] * len(rows)
+    assert np.array_equal(fast.values, slow.values)

@@ -81,7 +81,9 @@ class StreamRunner:
         """Consume until :meth:`request_stop`; always leaves the group on the way out."""
         if not await self._wait_for_model():
             return
-        self.producer = Producer(producer_settings(self.cfg, self.client_id))
+        # One delivery callback for every message, set once (cheaper than one per produce).
+        self.producer = Producer({**producer_settings(self.cfg, self.client_id),
+                                  "on_delivery": self._on_delivery})
         self.consumer = Consumer(consumer_settings(self.cfg, self.client_id))
         if self.features_cfg is not None:
             self.features = OnlineFeatures(self.features_cfg)
@@ -132,7 +134,10 @@ class StreamRunner:
         online = None
         if self.features is not None and events:
             events, rejected, online, missing = await self._enrich(events, rejected)
-        scores, model = await self._score(events, online, rejected)
+        x = None
+        if events:
+            events, missing, x = self._assemble(events, online, missing, rejected)
+        scores, model = await self._score(events, x, rejected)
         if model is None:
             events = []
         self._produce(events, scores, model, missing, rejected)
@@ -209,13 +214,26 @@ class StreamRunner:
                                          f"{self.features.key(e.entity or '')}{detail}"))
         return [events[i] for i in keep], rejected, rows.values[keep], [None] * len(keep)
 
-    async def _score(self, events: list[Event], online: Any, rejected: list[Rejected],
-                     ) -> tuple[Any, LoadedModel | None]:
-        if not events:
-            return None, None
+    @staticmethod
+    def _assemble(events: list[Event], online: Any, missing: list[str | None],
+                  rejected: list[Rejected]) -> tuple[list[Event], list[str | None], Any]:
+        """The model input: inline features then online ones, one float32 row per event."""
         inline = np.array([e.features for e in events], dtype=np.float32).reshape(
             len(events), -1)
         x = inline if online is None else np.hstack([inline, online]).astype(np.float32)
+        finite = np.isfinite(x).all(axis=1)
+        if finite.all():
+            return events, missing, x
+        # Finite as JSON numbers but beyond float32 (|v| > 3.4e38): those events alone.
+        for i in np.flatnonzero(~finite).tolist():
+            rejected.append(events[i].reject("features out of float32 range (|value| > 3.4e38)"))
+        keep = np.flatnonzero(finite).tolist()
+        return [events[i] for i in keep], [missing[i] for i in keep], x[keep]
+
+    async def _score(self, events: list[Event], x: Any, rejected: list[Rejected],
+                     ) -> tuple[Any, LoadedModel | None]:
+        if not events:
+            return None, None
         while True:
             try:
                 return await self._score_chunks(x)
@@ -257,8 +275,10 @@ class StreamRunner:
         producer = self.producer
         while True:
             try:
-                producer.produce(topic, value=value, key=key, headers=headers,
-                                 on_delivery=self._on_delivery)
+                if headers is None:
+                    producer.produce(topic, value, key)
+                else:
+                    producer.produce(topic, value, key, headers=headers)
                 return
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
