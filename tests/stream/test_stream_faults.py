@@ -94,9 +94,10 @@ def test_scorer_killed_mid_batch(kafka: KafkaBroker, start_scorer: StartScorer, 
     topics = create_topics(kafka.bootstrap, topic_prefix, partitions=3)
     collector = collect(topics)
     scorer = stream_scorer(start_scorer, models, kafka.bootstrap, topics, workers=2)
-    events = events_for(3000, seed=12)
-    feed = Background(kafka.bootstrap, topics.events, encode(events), rate_per_s=500)
-    collector.wait_verdicts(500, timeout=60)
+    # Faster than two workers keep up with on this machine, so they are always mid-batch.
+    events = events_for(6000, seed=12)
+    feed = Background(kafka.bootstrap, topics.events, encode(events), rate_per_s=3000)
+    collector.wait_verdicts(1000, timeout=60)
     victims = workers_of(scorer)
     assert len(victims) == 2
     for pid in victims:

@@ -114,3 +114,28 @@ def test_dead_letter_miss_policy_and_sigterm_leaves_the_group(
     assert scorer.wait_exit(30) == 0
     assert "left group" in scorer.log()
     client.close()
+
+
+def test_shadow_pairs_streamed_events_and_only_primary_verdicts_are_produced(
+        kafka: KafkaBroker, start_scorer: StartScorer, models: Models, topic_prefix: str,
+        collect: Collect) -> None:
+    """A track with a shadow model (what a Shadow rollout renders) pairs the very events it
+    consumed, as on the gRPC path; the verdict topic carries the primary's verdicts only."""
+    topics = create_topics(kafka.bootstrap, topic_prefix, partitions=2)
+    rows = event_rows(300, seed=21)
+    events = make_events(rows, inline=32)
+    collector = collect(topics)
+    scorer = start_scorer({"model": models.ref("v1"),
+                           "shadow": {"model": models.ref("v2", threshold=0.4),
+                                      "sampleRate": 1.0, "maxCpuFraction": 1.0},
+                           "stream": stream_config(kafka.bootstrap, topics)}).wait_serving()
+    produce(kafka.bootstrap, topics.events, encode(events))
+    out = collector.wait_for(len(events), timeout=60)
+    assert {v[0]["modelVersion"] for v in out.verdicts.values()} == {"v1"}
+    assert len(out.verdicts) == len(events)
+    scorer.wait_for("every streamed event paired", lambda: scorer.metric(
+        "scorefleet_shadow_pairs_total", primary_version="v1", shadow_version="v2")
+        == len(events), timeout=20)
+    want = local_scores(models, rows)
+    got = np.array([out.verdicts[e["id"]][0]["score"] for e in events], dtype=np.float32)
+    assert np.allclose(got, want, atol=1e-5)
