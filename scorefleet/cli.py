@@ -1,6 +1,8 @@
 """`scorefleet`: one entry point for the local default, the operator, the scorer and tools.
 
-    scorefleet up [--pipeline FILE]    local control plane + operator + example pipeline
+    scorefleet up [--pipeline FILE] [--streams]
+                                       local control plane + operator + example pipeline
+                                       (+ Kafka and Redis on 127.0.0.1: docs/streaming.md)
     scorefleet down                    stop them
     scorefleet operator [kopf args]    run the operator against $KUBECONFIG
     scorefleet scorer --config FILE    run a scorer
@@ -25,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "up":
         from scorefleet import local
 
+        if "--streams" in rest:
+            from scorefleet.dev import streams
+
+            if streams.main(["up"]) != 0:
+                return 1
         pipeline = Path(rest[rest.index("--pipeline") + 1]) if "--pipeline" in rest else None
         return local.up(pipeline) if pipeline else local.up()
     if command == "down":

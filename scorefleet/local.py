@@ -124,6 +124,9 @@ def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 12
 
 
 def down() -> int:
+    from scorefleet.dev import streams
+
+    streams.down()  # Kafka and Redis of `up --streams` keep their state in the cluster dir
     stop_operator()
     cluster.stop()
     print(f"down: operator stopped, control plane removed ({paths.cluster_dir()})",
