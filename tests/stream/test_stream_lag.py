@@ -1,0 +1,63 @@
+"""Lag as KEDA's Kafka scaler reads it: pure sizing rules, and the offsets read from the real
+broker for a group that committed part of a topic."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scorefleet.dev.kafka import KafkaBroker
+from scorefleet.operator.kafka_lag import LagUnavailable, read_offsets
+from scorefleet.operator.stream_lag import PartitionOffsets, group_lag, replicas_for_lag
+from tests.stream.harness import create_topics
+
+
+def test_lag_per_partition_and_reset_policy() -> None:
+    offsets = [PartitionOffsets(0, 0, 100, 40), PartitionOffsets(1, 10, 50, None),
+               PartitionOffsets(2, 0, 7, 9)]
+    assert group_lag(offsets).per_partition == {0: 60, 1: 40, 2: 0}
+    assert group_lag(offsets, reset="latest").per_partition == {0: 60, 1: 0, 2: 0}
+
+
+def test_keda_sizing_and_partition_cap() -> None:
+    reading = group_lag([PartitionOffsets(p, 0, 1000, 0) for p in range(4)])  # lag 4000
+    assert replicas_for_lag(reading, 500).desired == 4  # capped: 4 x 500 = 2000
+    assert replicas_for_lag(reading, 500).partition_limited
+    assert replicas_for_lag(reading, 500, allow_idle_consumers=True).desired == 8
+    small = group_lag([PartitionOffsets(p, 0, 100, 0) for p in range(4)])  # lag 400
+    decision = replicas_for_lag(small, 150)
+    assert (decision.desired, decision.partition_limited) == (3, False)
+    assert replicas_for_lag(small, 150, consumers_per_replica=2).desired == 2
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=32), st.integers(1, 10**5),
+       st.integers(1, 8))
+def test_never_more_consumers_than_partitions(lags: list[int], threshold: int,
+                                              per_replica: int) -> None:
+    reading = group_lag([PartitionOffsets(i, 0, lag, 0) for i, lag in enumerate(lags)])
+    decision = replicas_for_lag(reading, threshold, per_replica)
+    assert decision.desired * per_replica < len(lags) + per_replica
+    assert decision.desired >= (1 if reading.total else 0)
+
+
+@pytest.mark.stream
+def test_offsets_read_from_the_real_broker(kafka: KafkaBroker, topic_prefix: str) -> None:
+    topics = create_topics(kafka.bootstrap, topic_prefix, partitions=3)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for partition, n in ((0, 10), (1, 20), (2, 30)):
+        for i in range(n):
+            producer.produce(topics.events, f"{partition}-{i}".encode(), partition=partition)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": topics.group,
+                         "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topics.events, 0, 4),
+                             TopicPartition(topics.events, 1, 20)], asynchronous=False)
+    consumer.close()
+    offsets = read_offsets([kafka.bootstrap], topics.group, topics.events)
+    assert [(o.partition, o.end, o.committed) for o in offsets] == [(0, 10, 4), (1, 20, 20),
+                                                                    (2, 30, None)]
+    assert group_lag(offsets).total == 6 + 0 + 30
+    with pytest.raises(LagUnavailable):
+        read_offsets([kafka.bootstrap], topics.group, f"{topic_prefix}-missing", timeout=3)
