@@ -178,9 +178,11 @@ def test_rebalance_during_scale_up_then_graceful_scale_down(
     topics = create_topics(kafka.bootstrap, topic_prefix, partitions=4)
     collector = collect(topics)
     first = stream_scorer(start_scorer, models, kafka.bootstrap, topics)
-    events = events_for(4000, seed=15)
-    feed = Background(kafka.bootstrap, topics.events, encode(events), rate_per_s=400)
-    collector.wait_verdicts(400, timeout=60)
+    # 30 s of events: the feed outlasts the second scorer's start (seconds on a loaded machine)
+    # and the rebalance, so both scorers have events to score.
+    events = events_for(9000, seed=15)
+    feed = Background(kafka.bootstrap, topics.events, encode(events), rate_per_s=300)
+    collector.wait_verdicts(300, timeout=60)
     second = stream_scorer(start_scorer, models, kafka.bootstrap, topics)  # joins: rebalance
     second.wait_for("second scorer produces verdicts",
                     lambda: second.metric("scorefleet_stream_verdicts_total") > 0, timeout=60)
