@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scorefleet.operator.stream_lag import PartitionOffsets
+from scorefleet.operator.decide.stream_lag import PartitionOffsets
 
 
 class LagUnavailable(Exception):

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scorefleet.dev.kafka import KafkaBroker
+from scorefleet.operator.decide.stream_lag import PartitionOffsets, group_lag, replicas_for_lag
 from scorefleet.operator.kafka_lag import LagUnavailable, read_offsets
-from scorefleet.operator.stream_lag import PartitionOffsets, group_lag, replicas_for_lag
 from tests.stream.harness import create_topics
 
 
