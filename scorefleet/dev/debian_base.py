@@ -28,7 +28,7 @@ VARIANT = "minbase"
 INCLUDE = ("python3", "python3-venv", "python3-pip", "python-is-python3")
 # Dropped from the root filesystem after debootstrap: package indexes and downloaded .debs
 # (apt-get update restores them), docs except copyright notices, man/info pages, translations.
-STRIP_VERSION = 1
+STRIP_VERSION = 2
 ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
@@ -106,9 +106,16 @@ def _strip(root: Path) -> None:
                 path.rmdir()
         elif path.name != "copyright":
             path.unlink()
-    # debootstrap copies the host's resolver and host name in; the runtime provides its own.
-    for name in ("etc/resolv.conf", "etc/hostname"):
-        (root / name).unlink(missing_ok=True)
+    # debootstrap copies the host's resolver and host name in: not ours to ship. The runtime
+    # (and buildah, for RUN steps) mounts its own over these; they exist, as plain files, so
+    # that buildah has no mount point of its own to create (it would land in a layer).
+    for name, text in (("etc/resolv.conf", ""), ("etc/hostname", ""),
+                       ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                                     "ip6-loopback\n")):
+        path = root / name
+        path.unlink(missing_ok=True)
+        path.write_text(text)
+        path.chmod(0o644)
 
 
 def _unmount_below(root: Path) -> None:

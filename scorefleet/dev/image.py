@@ -40,6 +40,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Bump when the way images are built here changes in a way the hashed inputs do not show.
 RECIPE_VERSION = 1
 KEEP_ARCHIVES = 3  # per image: other checkouts' versions stay cached too
+# buildah keeps every step of every build (--layers); past this size, the steps no tagged
+# image needs are dropped (the build-tools venv is then rebuilt once, ~40 s).
+BUILDAH_STORAGE_LIMIT = 4 << 30
 NAMESPACE = "k8s.io"  # the CRI plugin's containerd namespace: what the kubelet sees
 
 
@@ -140,6 +143,11 @@ def _prune(kind: str) -> None:
         old.with_suffix(".json").unlink(missing_ok=True)
 
 
+def _disk_usage(path: Path) -> int:
+    proc = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=False)
+    return int(proc.stdout.split()[0]) if proc.returncode == 0 and proc.stdout else 0
+
+
 def _pause(out: TextIO) -> Image:
     archive = images_root() / f"pause-{pause_image.cache_key()[:16]}.tar"
     started = time.monotonic()
@@ -203,6 +211,8 @@ def _scorer(out: TextIO) -> Image:
         subprocess.run(["rm", "-rf", str(layout)], check=False)
     image = _finish(archive, time.monotonic() - started)
     _prune("scorer")
+    if _disk_usage(storage) > BUILDAH_STORAGE_LIMIT:
+        tool.run("rmi", "--prune", check=False)
     return _report(image, out)
 
 
