@@ -164,6 +164,23 @@ def test_layers_keep_real_mtimes(images: image.ImageSet) -> None:
     assert mtimes and all(t > 1_600_000_000 for t in mtimes), mtimes
 
 
+def test_project_layers_hold_no_build_time_mounts(images: image.ImageSet) -> None:
+    """The host's CA bundle (mounted into the RUN steps) and buildah's resolver, hosts and
+    hostname mounts never land in a layer above the base."""
+    info = oci.inspect(images.scorer.archive)
+    names: set[str] = set()
+    with tarfile.open(images.scorer.archive) as outer:
+        for layer in info.layers[1:]:
+            blob = outer.extractfile(f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
+            assert blob is not None
+            with tarfile.open(fileobj=blob, mode="r|gz") as tar:
+                names |= {m.name for m in tar}
+    assert any(n.startswith("opt/venv/") for n in names)
+    for path in ("etc/ssl/certs/ca-certificates.crt", "etc/resolv.conf", "etc/hosts",
+                 "etc/hostname"):
+        assert path not in names
+
+
 def test_build_is_cached(images: image.ImageSet) -> None:
     again = image.build_images(sys.stderr)
     assert again.scorer.cached and again.pause.cached
