@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from scorefleet.dev import debian_base
@@ -64,12 +65,15 @@ class Buildah:
             ) -> subprocess.CompletedProcess[str]:
         """Run buildah with our storage; its output goes to the log as it comes (a cold
         build takes minutes), unless `capture` (then stdout is returned)."""
+        started = time.monotonic()
         with self.log.open("a") as out:
             out.write(f"$ buildah {' '.join(args)}\n")
             out.flush()
             proc = subprocess.run(self._cmd(*args),
                                   stdout=subprocess.PIPE if capture else out, stderr=out,
                                   text=True, check=False)
+            out.write(f"# buildah {args[0]}: exit {proc.returncode} after "
+                      f"{time.monotonic() - started:.1f}s\n")
         if check and proc.returncode != 0:
             raise BuildahError(f"buildah {args[0]} failed ({proc.returncode}); see {self.log}:\n"
                                + self.log.read_text()[-3000:])

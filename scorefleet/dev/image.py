@@ -39,7 +39,7 @@ from scorefleet.dev.dockerfile import DockerIgnore
 REPO = Path(__file__).resolve().parents[2]
 # Bump when the way images are built here changes in a way the hashed inputs do not show.
 RECIPE_VERSION = 1
-KEEP_ARCHIVES = 3  # per image: other checkouts' versions stay cached too
+KEEP_ARCHIVES = 8  # per image: other checkouts' (worktrees') versions stay cached too
 # buildah keeps every step of every build (--layers); past this size, the steps no tagged
 # image needs are dropped (the build-tools venv is then rebuilt once, ~40 s).
 BUILDAH_STORAGE_LIMIT = 4 << 30
@@ -184,17 +184,31 @@ def _base(tool: buildah.Buildah, out: TextIO) -> str:
 def _scorer(out: TextIO) -> Image:
     if not (REPO / "Dockerfile").exists():
         raise ImageBuildError(f"no Dockerfile in {REPO}: images are built from a checkout")
+    mirror = debian_base.find_mirror()
+    recipe = (debian_base.cache_key(mirror), buildah.version(), str(RECIPE_VERSION))
+    # A file edited while buildah reads the context would give an image matching no key: the
+    # key is taken again after the build, and a mismatch builds again (twice at most).
+    for _ in range(3):
+        context = context_key()
+        key = _digest(context.encode(), *(part.encode() for part in recipe))[:16]
+        archive = images_root() / f"scorer-{key}.tar"
+        if archive.exists():
+            return _report(_finish(archive, 0.0), out)
+        image = _build_scorer(key, context, archive, out)
+        if image is not None:
+            return _report(image, out)
+        print("image scorer  the build context changed during the build: again", file=out,
+              flush=True)
+    raise ImageBuildError("the build context kept changing during the scorer image's build")
+
+
+def _build_scorer(key: str, context: str, archive: Path, out: TextIO) -> Image | None:
+    """buildah bud, then the OCI archive; None when the context changed meanwhile."""
+    if os.geteuid() != 0:
+        raise ImageBuildError("building the scorer image needs root (debootstrap, buildah)")
     storage = images_root() / "buildah"
     logs = images_root() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    mirror = debian_base.find_mirror()
-    key = _digest(context_key().encode(), debian_base.cache_key(mirror).encode(),
-                  buildah.version().encode(), str(RECIPE_VERSION).encode())[:16]
-    archive = images_root() / f"scorer-{key}.tar"
-    if archive.exists():
-        return _report(_finish(archive, 0.0), out)
-    if os.geteuid() != 0:
-        raise ImageBuildError("building the scorer image needs root (debootstrap, buildah)")
     started = time.monotonic()
     tool = buildah.Buildah(storage, logs / f"scorer-{key}.log")
     tool.log.unlink(missing_ok=True)
@@ -202,6 +216,8 @@ def _scorer(out: TextIO) -> Image:
     print(f"image scorer  buildah bud {REPO / 'Dockerfile'} (log: {tool.log}) ...", file=out,
           flush=True)
     tool.build(REPO, REPO / "Dockerfile", DEFAULT_SCORER_IMAGE, {"PYTHON_IMAGE": base})
+    if context_key() != context:
+        return None
     layout = images_root() / f".scorer-{key}.layout"
     try:
         tool.push_layout(DEFAULT_SCORER_IMAGE, layout)
@@ -213,7 +229,7 @@ def _scorer(out: TextIO) -> Image:
     _prune("scorer")
     if _disk_usage(storage) > BUILDAH_STORAGE_LIMIT:
         tool.run("rmi", "--prune", check=False)
-    return _report(image, out)
+    return image
 
 
 def _report(image: Image, out: TextIO) -> Image:

@@ -24,10 +24,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT_VERSION = "2.15.1"
 
 
-def build_and_final() -> tuple[Stage, Stage]:
+def deps_build_final() -> tuple[Stage, Stage, Stage]:
     _, all_stages = stages(DOCKERFILE.read_text())
-    assert [s.name for s in all_stages] == ["build", None]
-    return all_stages[0], all_stages[1]
+    assert [s.name for s in all_stages] == ["deps", "build", None]
+    return all_stages[0], all_stages[1], all_stages[2]
 
 
 # -- lint and shape ------------------------------------------------------------------------------
@@ -74,12 +74,20 @@ def test_hadolint_catches_a_bad_dockerfile(hadolint: Path, tmp_path: Path) -> No
 
 def test_dockerfile_shape() -> None:
     args, _ = stages(DOCKERFILE.read_text())
-    build, final = build_and_final()
+    deps, build, final = deps_build_final()
     assert args == {"PYTHON_IMAGE": "python:3.11-slim"}
-    assert build.base == final.base == "python:3.11-slim"
-    # Final stage: a user, the venv, nothing built or installed there.
+    assert deps.base == build.base == final.base == "python:3.11-slim"
+    # The dependencies are installed from pyproject.toml alone, so that stage (and its ~370 MB
+    # layer) is reused until the dependency list changes; the project never enters the venv.
+    assert deps.values("COPY") == ["pyproject.toml ./"]
+    (install,) = deps.values("RUN")
+    assert "--without-pip /opt/venv" in install and "/opt/scorefleet" in install
+    (project,) = [r for r in build.values("RUN") if "wheel" in r and "protogen" in r]
+    assert "--no-deps --target /opt/scorefleet" in project
+    # Final stage: a user, the venv, the project, nothing built or installed there.
     assert final.values("USER") == ["10001:10001"]
-    assert final.values("COPY") == ["--from=build /opt/venv /opt/venv"]
+    assert final.values("COPY") == ["--from=deps /opt/venv /opt/venv",
+                                    "--from=build /opt/scorefleet /opt/scorefleet"]
     assert final.values("CMD") == ['["python", "-m", "scorefleet.operator"]']
     assert not final.values("ENTRYPOINT"), "an ENTRYPOINT would break the scorer's command"
     (user_setup,) = final.values("RUN")
@@ -101,8 +109,9 @@ def test_dockerfile_shape() -> None:
 
 def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
     ignore = DockerIgnore.read(ROOT / ".dockerignore")
-    build, _ = build_and_final()
+    deps, build, _ = deps_build_final()
     copied = [src for value in build.values("COPY") for src in value.split()[:-1]]
+    assert {src for value in deps.values("COPY") for src in value.split()[:-1]} <= set(copied)
     assert sorted(PurePosixPath(s).as_posix() for s in copied) == sorted(ignore.allowed)
     for rel in ("scorefleet/scorer/_generated/PROTO_SHA", "scorefleet/__pycache__/x.pyc",
                 ".venv/bin/python", ".git/HEAD", "tests/conftest.py", "benchmarks/x"):

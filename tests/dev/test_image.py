@@ -156,12 +156,19 @@ def test_archives_name_their_images(images: image.ImageSet) -> None:
 def test_layers_keep_real_mtimes(images: image.ImageSet) -> None:
     """Zeroed mtimes would make Python recompile every module at each start."""
     with tarfile.open(images.scorer.archive) as outer:
-        layer = oci.inspect(images.scorer.archive).layers[-1]  # the venv, copied last
+        layer = oci.inspect(images.scorer.archive).layers[-1]  # the project, copied last
         blob = outer.extractfile(f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
         assert blob is not None
         with tarfile.open(fileobj=blob, mode="r|gz") as tar:
-            mtimes = [m.mtime for m in tar if m.name.endswith("scorefleet/__init__.py")]
+            mtimes = [m.mtime for m in tar if m.name == "opt/scorefleet/scorefleet/__init__.py"]
     assert mtimes and all(t > 1_600_000_000 for t in mtimes), mtimes
+
+
+def test_a_code_change_rebuilds_a_small_layer(images: image.ImageSet) -> None:
+    """The project is the last layer, apart from the dependencies' venv: a commit that changes
+    only code rebuilds and re-imports a few MB (the deps stage is reused from buildah's cache)."""
+    *_, venv, project = oci.inspect(images.scorer.archive).layers
+    assert project.size < 5e6 < 50e6 < venv.size, (project.size, venv.size)
 
 
 def test_project_layers_hold_no_build_time_mounts(images: image.ImageSet) -> None:
@@ -176,6 +183,7 @@ def test_project_layers_hold_no_build_time_mounts(images: image.ImageSet) -> Non
             with tarfile.open(fileobj=blob, mode="r|gz") as tar:
                 names |= {m.name for m in tar}
     assert any(n.startswith("opt/venv/") for n in names)
+    assert any(n.startswith("opt/scorefleet/scorefleet/") for n in names)
     for path in ("etc/ssl/certs/ca-certificates.crt", "etc/resolv.conf", "etc/hosts",
                  "etc/hostname"):
         assert path not in names
@@ -239,7 +247,8 @@ def test_image_runs_as_10001_from_a_venv_without_build_tools(
     facts = json.loads(out.strip().splitlines()[-1])
     assert facts["uid"] == facts["gid"] == 10001
     assert facts["prefix"] == "/opt/venv" and facts["version"] == [3, 11]
-    assert facts["package"].startswith("/opt/venv/lib/python3.11/site-packages/scorefleet/")
+    # The project beside the venv (its own small layer), found through the venv's .pth file.
+    assert facts["package"] == "/opt/scorefleet/scorefleet/__init__.py"
     assert facts["stubs_current"] is True
     assert facts["tools"] == []
     # A pod's writable root: /tmp usable by any uid, as in python:3.11-slim.
