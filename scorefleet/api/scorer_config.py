@@ -51,6 +51,10 @@ class BatchingConfig(CamelModel):
                                 description="Most events in one model call.")
     max_queue_delay_us: int = Field(default=1000, ge=0, le=1_000_000,
                                     description="Longest a request waits for a batch to fill.")
+    dispatch_when_idle: bool = Field(
+        default=True, description="Run a batch as soon as the worker has nothing else to do "
+        "(waiting only while requests keep arriving); false always waits up to "
+        "maxQueueDelayUs for maxBatchSize events.")
     max_queue_size: int = Field(default=8192, ge=1, le=1_000_000,
                                 description="Events queued before new requests are shed.")
 

@@ -25,7 +25,8 @@ Result = tuple[FloatArray, LoadedModel]
 
 
 def batch_policy(cfg: BatchingConfig) -> BatchPolicy:
-    return BatchPolicy(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6, cfg.max_queue_size)
+    return BatchPolicy(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6, cfg.max_queue_size,
+                       cfg.dispatch_when_idle)
 
 
 def non_finite_message(n_bad: int, n: int) -> InvalidInput:
@@ -111,7 +112,7 @@ class ScoringEngine:
         return scores
 
     def _on_expired(self, items: list[Pending]) -> None:
-        self.recorder.expired.inc(len(items))
+        self.recorder.expired("queued", len(items))
 
     def _run_batch(self, batch: list[Pending]) -> None:
         """Batcher callback: assemble, validate, infer, resolve every future."""

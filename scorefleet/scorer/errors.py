@@ -37,15 +37,25 @@ class Internal(ScoringError):
 
 
 class Shed(ScoringError):
-    """The bounded queue is full: fail fast so the client can retry elsewhere."""
+    """A bound was hit (the queue is full): fail fast so the client can retry elsewhere."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        # Which limit, for scorefleet_shed_requests_total{reason}; the message names its field.
+        self.reason = reason
+
 
 class Expired(ScoringError):
-    """The caller's deadline passed while queued; scoring it would waste the CPU."""
+    """The caller's deadline passed before scoring; scoring it would waste the CPU."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        # Where the deadline passed, for scorefleet_expired_requests_total{reason}.
+        self.reason = reason
 
 
 class Unavailable(ScoringError):

@@ -14,6 +14,7 @@ the increment itself. Histograms of many values at once (scores of a whole batch
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
+
+from scorefleet.scorer.quiet_log import QuietLog
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -99,11 +102,19 @@ class Metrics:
                                "RPCs rejected as invalid, by reason.",
                                (*TRACK_LABELS, "method", "reason"), registry=r)
         self.shed = Counter("scorefleet_shed_requests",
-                            "RPCs refused with RESOURCE_EXHAUSTED because the queue was full.",
-                            (*TRACK_LABELS, "method"), registry=r)
+                            "RPCs refused with RESOURCE_EXHAUSTED, by the limit that was hit "
+                            "(queue_full: batching.maxQueueSize).",
+                            (*TRACK_LABELS, "method", "reason"), registry=r)
         self.expired = Counter("scorefleet_expired_requests",
-                               "RPCs dropped before inference because their deadline passed.",
-                               TRACK_LABELS, registry=r)
+                               "RPCs ended with DEADLINE_EXCEEDED, never scored, by where the "
+                               "deadline passed: before_start (waiting for the worker), queued "
+                               "(the batcher dropped it), in_flight (gRPC ended the call while "
+                               "it was queued or scored, or its answer came too late), at_send "
+                               "(as the answer was sent).",
+                               (*TRACK_LABELS, "reason"), registry=r)
+        self.cancelled = Counter("scorefleet_cancelled_requests",
+                                 "RPCs the client cancelled, or whose connection closed, "
+                                 "before the answer.", (*TRACK_LABELS, "method"), registry=r)
         self.in_flight = Gauge("scorefleet_in_flight_requests", "RPCs being handled now.",
                                TRACK_LABELS, multiprocess_mode="livesum", registry=r)
         self.queued = Gauge("scorefleet_queued_events", "Events waiting for a batch.",
@@ -161,18 +172,22 @@ class Metrics:
 class RequestRecorder:
     """Pre-bound per-(version, method, code) children for the hot path."""
 
-    def __init__(self, metrics: Metrics, pipeline: str, track: str) -> None:
+    def __init__(self, metrics: Metrics, pipeline: str, track: str,
+                 quiet: QuietLog | None = None) -> None:
         self.m = metrics
+        # Refusals are counted here and summed up in the log at most once per interval.
+        self.quiet = quiet if quiet is not None else QuietLog(logging.getLogger(
+            "scorefleet.scorer.requests"))
         self.pipeline = pipeline
         self.track = track
         self._req: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._dur: dict[tuple[str, str], Any] = {}
+        self._refusals: dict[tuple[str, ...], Any] = {}
         self.in_flight = metrics.in_flight.labels(pipeline, track)
         self.queued = metrics.queued.labels(pipeline, track)
         self.batch_size = metrics.batch_size.labels(pipeline, track)
         self.queue_wait = metrics.queue_wait.labels(pipeline, track)
         self.inference = metrics.inference.labels(pipeline, track, "primary")
-        self.expired = metrics.expired.labels(pipeline, track)
 
     def record(self, version: str, method: str, code: str, events: int,
                seconds: float) -> None:
@@ -195,8 +210,25 @@ class RequestRecorder:
     def invalid(self, method: str, reason: str) -> None:
         self.m.invalid.labels(self.pipeline, self.track, method, reason).inc()
 
-    def shed(self, method: str) -> None:
-        self.m.shed.labels(self.pipeline, self.track, method).inc()
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # Refusals come in floods: bind each label set once, like the hot path does.
+        key = (metric._name, *labels)
+        child = self._refusals.get(key)
+        if child is None:
+            child = self._refusals[key] = metric.labels(self.pipeline, self.track, *labels)
+        return child
+
+    def shed(self, method: str, reason: str) -> None:
+        self._child(self.m.shed, method, reason).inc()
+        self.quiet.count("shed", reason)
+
+    def expired(self, reason: str, n: int = 1) -> None:
+        self._child(self.m.expired, reason).inc(n)
+        self.quiet.count("expired", reason, n)
+
+    def cancelled(self, method: str) -> None:
+        self._child(self.m.cancelled, method).inc()
+        self.quiet.count("cancelled", "client")
 
 
 def label_sets(metric: Any) -> Iterable[tuple[str, ...]]:

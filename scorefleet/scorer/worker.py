@@ -29,11 +29,13 @@ from grpc_reflection.v1alpha import reflection
 from scorefleet.api.scorer_config import ScorerConfig, model_health_service
 from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
 from scorefleet.scorer.engine import ScoringEngine
+from scorefleet.scorer.grpc_options import server_options
 from scorefleet.scorer.handlers import add_inference, add_scorer
 from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle, exit_without_finalizing
 from scorefleet.scorer.metrics import Metrics, RequestRecorder
 from scorefleet.scorer.model_slots import ModelSlots
 from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE
+from scorefleet.scorer.quiet_log import GRPC_AIO_LOGGER, LateAnswerFilter
 from scorefleet.scorer.servicer_oip import InferenceServicer
 from scorefleet.scorer.servicer_v1 import ScorerServicer
 
@@ -42,23 +44,6 @@ log = logging.getLogger("scorefleet.scorer.worker")
 CONFIG_POLL_SECONDS = float(os.environ.get("SCOREFLEET_CONFIG_POLL_SECONDS", "1.0"))
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 1.0, 30.0
 HEALTH_SERVICES = ("", V1_SERVICE, OIP_SERVICE)
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def server_options(config: ScorerConfig, grace: float) -> list[tuple[str, Any]]:
-    options: list[tuple[str, Any]] = [
-        ("grpc.so_reuseport", 1),  # all workers on one port; the kernel spreads connections
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ]
-    if config.max_connection_age_seconds is not None:
-        # Long-lived HTTP/2 connections pin a client to one pod (kube-proxy balances
-        # connections, not requests); aging them out lets new pods get traffic.
-        options += [
-            ("grpc.max_connection_age_ms", int(config.max_connection_age_seconds * 1000)),
-            ("grpc.max_connection_age_grace_ms", int(max(grace, 1.0) * 1000)),
-        ]
-    return options
 
 
 class MethodAwarePool:
@@ -107,6 +92,8 @@ class Worker:
 
     async def run(self) -> int:
         config = self.config
+        logging.getLogger(GRPC_AIO_LOGGER).addFilter(
+            LateAnswerFilter(lambda: self.engine.recorder.expired("at_send")))
         server = grpc.aio.server(options=server_options(config, config.grace_period_seconds))
         add_scorer(ScorerServicer(self.engine, config.track), server)
         add_inference(InferenceServicer(self.engine, config.track), server)
@@ -167,6 +154,7 @@ class Worker:
         next_retry = 0.0 if healthy else asyncio.get_running_loop().time() + retry_in
         while True:
             await asyncio.sleep(CONFIG_POLL_SECONDS)
+            self.engine.recorder.quiet.flush()  # at most one summary line per interval
             if os.getppid() != self._parent:
                 log.error("supervisor exited; stopping")
                 self.lifecycle.request_stop()
@@ -226,6 +214,7 @@ class Worker:
         if self.engine.shadow is not None:
             await asyncio.to_thread(self.engine.shadow.close)
         self.metrics.workers.set(0)
+        self.engine.recorder.quiet.flush(force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

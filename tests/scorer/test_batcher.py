@@ -120,3 +120,66 @@ def test_dynamic_batcher_coalesces_and_sheds() -> None:
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_idle_aware_rule_dispatches_when_a_turn_brings_nobody() -> None:
+    q = BatchQueue(POLICY)
+    assert not q.dispatch_now(now=1.0, arrived_last_turn=False)  # empty: nothing to run
+    q.offer(item(1, at=1.0))
+    assert q.dispatch_now(now=1.0, arrived_last_turn=False)  # idle: no wait for company
+    assert not q.dispatch_now(now=1.0005, arrived_last_turn=True)  # busy: keep collecting
+    assert q.dispatch_now(now=1.001, arrived_last_turn=True)  # ... up to max_delay
+    for _ in range(7):
+        q.offer(item(1, at=1.0))
+    assert q.dispatch_now(now=1.0, arrived_last_turn=True)  # full batch
+
+
+def test_lone_request_does_not_wait_for_max_delay() -> None:
+    async def scenario() -> None:
+        batches: list[int] = []
+
+        def runner(batch: list[Pending]) -> None:
+            batches.append(len(batch))
+            for it in batch:
+                it.future.set_result(it.rows)
+
+        # A 10 s wait would time the first await out if the batcher waited for company.
+        batcher = DynamicBatcher(BatchPolicy(64, 10.0, 100), runner)
+        batcher.start()
+        assert await asyncio.wait_for(batcher.submit("a", 1, None), 5.0) == "a"
+        # Requests queued in the same turn still share one model call.
+        together = [batcher.submit(i, 1, None) for i in range(3)]
+        assert await asyncio.wait_for(asyncio.gather(*together), 5.0) == [0, 1, 2]
+        assert batches == [1, 3]
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_keeps_collecting_while_requests_keep_arriving() -> None:
+    async def scenario() -> None:
+        batches: list[int] = []
+
+        def runner(batch: list[Pending]) -> None:
+            batches.append(len(batch))
+            for it in batch:
+                it.future.set_result(None)
+
+        batcher = DynamicBatcher(BatchPolicy(64, 10.0, 100), runner)
+        batcher.start()
+        futures = []
+        for i in range(5):  # one new request per loop turn, as from a busy socket
+            futures.append(batcher.submit(i, 1, None))
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*futures), 5.0)
+        assert batches == [5]
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_fixed_wait_when_not_idle_aware() -> None:
+    q = BatchQueue(BatchPolicy(8, 0.001, 20, dispatch_when_idle=False))
+    q.offer(item(1, at=1.0))
+    assert not q.dispatch_now(now=1.0, arrived_last_turn=False)  # waits for company anyway
+    assert q.dispatch_now(now=1.001, arrived_last_turn=False)

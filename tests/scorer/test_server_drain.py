@@ -14,11 +14,12 @@ from tests.scorer.scorer_process import Models
 
 
 def test_sigterm_drains_then_exits_zero(start_scorer: StartScorer, models: Models) -> None:
-    # Requests wait 1 s for their batch (it never fills), so one sent during the 0.8 s drain
-    # delay is still in flight when the server stops accepting.
+    # Requests wait 1 s for their batch (it never fills; the fixed wait, not idle-aware), so
+    # one sent during the 0.8 s drain delay is still in flight when the server stops accepting.
     scorer = start_scorer({
         "model": models.ref("v1"), "drainDelaySeconds": 0.8, "gracePeriodSeconds": 10,
-        "batching": {"maxBatchSize": 64, "maxQueueDelayUs": 1_000_000},
+        "batching": {"maxBatchSize": 64, "maxQueueDelayUs": 1_000_000,
+                     "dispatchWhenIdle": False},
     }).wait_serving()
     request = v1_pb2.ScoreRequest(event=v1_pb2.Event(
         features=synthetic_features(1, seed=5)[0].tolist()))

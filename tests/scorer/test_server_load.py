@@ -13,9 +13,11 @@ from tests.scorer.scorer_process import Models, ScorerProcess
 
 @pytest.fixture
 def slow_batcher(start_scorer: StartScorer, models: Models) -> ScorerProcess:
-    # A batch never fills (64) and waits 400 ms: requests pile up in an 8-event queue.
+    # A batch never fills (64) and the batcher always waits 400 ms for it (not idle-aware):
+    # requests pile up in an 8-event queue.
     config = {"model": models.ref("v1"),
-              "batching": {"maxBatchSize": 64, "maxQueueDelayUs": 400_000, "maxQueueSize": 8}}
+              "batching": {"maxBatchSize": 64, "maxQueueDelayUs": 400_000, "maxQueueSize": 8,
+                           "dispatchWhenIdle": False}}
     return start_scorer(config).wait_serving()
 
 
@@ -35,7 +37,7 @@ def test_flooded_queue_sheds(slow_batcher: ScorerProcess) -> None:
     shed = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert codes.count(grpc.StatusCode.OK) == 8 and shed == 12, codes
     slow_batcher.wait_for("shed counted", lambda: slow_batcher.metric(
-        "scorefleet_shed_requests_total") == shed, timeout=5)
+        "scorefleet_shed_requests_total", reason="queue_full") == shed, timeout=5)
     assert slow_batcher.metric("scorefleet_requests_total", code="RESOURCE_EXHAUSTED") == shed
     assert slow_batcher.health_status() == "SERVING"
 
@@ -46,6 +48,7 @@ def test_expired_requests_are_not_scored(slow_batcher: ScorerProcess) -> None:
         slow_batcher.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(features=row)),
                                   timeout=0.1)
     assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    # Counted once: "queued" if the batcher saw the deadline pass first, "in_flight" if gRPC did.
     slow_batcher.wait_for("expired counted", lambda: slow_batcher.metric(
         "scorefleet_expired_requests_total") == 1, timeout=5)
     # Dropped before inference: no model call happened for it.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from scorefleet.scorer.config_watch import parse_config
+from scorefleet.scorer.grpc_options import server_options
 from scorefleet.scorer.server import available_cpus, cgroup_cpu_quota
-from scorefleet.scorer.worker import server_options
 
 BASE = "pipeline: p\nmodel: {name: m, version: v1, uri: 'file:///m.onnx'}\n"
 
@@ -16,6 +16,18 @@ def test_max_connection_age_becomes_grpc_options() -> None:
     assert options["grpc.max_connection_age_ms"] == 30_000
     assert options["grpc.max_connection_age_grace_ms"] == 20_000
     assert options["grpc.so_reuseport"] == 1
+
+
+def test_burst_and_keepalive_options() -> None:
+    options = dict(server_options(parse_config(BASE), 20.0))
+    # gRPC core's defaults (1,000 / 3,000) dropped calls of a burst as CANCELLED, no detail.
+    assert options["grpc.server.max_pending_requests"] == 20_000
+    assert options["grpc.server.max_pending_requests_hard_limit"] == 20_000
+    assert options["grpc.max_concurrent_streams"] == 1000
+    assert options["grpc.http.overload_protection"] == 0
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 10_000
+    assert options["grpc.keepalive_permit_without_calls"] == 1
+    assert options["grpc.keepalive_time_ms"] == 60_000
 
 
 def test_no_max_connection_age() -> None:
