@@ -106,6 +106,36 @@ def noise_robust(results: dict[str, TargetResult]) -> dict[str, Any]:
     }
 
 
+def low_load(results: dict[str, TargetResult]) -> dict[str, Any]:
+    """Per series: latency and server CPU per event at concurrency 1 (one client calling back
+    to back: the low-load case), and CPU per event at the closed-loop peak (saturation)."""
+    out: dict[str, Any] = {}
+    for key, t in results.items():
+        c1 = t.at_concurrency(1)
+        top = peak(t.closed) if t.closed else None
+        out[key] = {
+            "c1_rps": c1.ok_rps if c1 else None,
+            "c1_p50_ms": c1.p50_ms if c1 else None,
+            "c1_p99_ms": c1.p99_ms if c1 else None,
+            "c1_server_cpu_us_per_event": c1.server_cpu_us_per_event if c1 else None,
+            "c1_others_cpu_share": c1.other_cpu_share if c1 else None,
+            "peak_server_cpu_us_per_event": top.server_cpu_us_per_event if top else None,
+        }
+    return out
+
+
+def low_load_markdown(data: dict[str, Any]) -> str:
+    rows = ["| series | c=1 RPC/s | c=1 p50 (ms) | c=1 p99 (ms) | server CPU us/event at c=1 "
+            "| server CPU us/event at closed-loop peak | others' CPU share at c=1 |",
+            "|---|---|---|---|---|---|---|"]
+    for key, v in data.get("low_load", {}).items():
+        rows.append(f"| {key} | {_fmt(v['c1_rps'])} | {_fmt(v['c1_p50_ms'], 2)} "
+                    f"| {_fmt(v['c1_p99_ms'], 2)} | {_fmt(v['c1_server_cpu_us_per_event'], 1)} "
+                    f"| {_fmt(v['peak_server_cpu_us_per_event'], 1)} "
+                    f"| {_pct(v['c1_others_cpu_share'])} |")
+    return "\n".join(rows) + "\n"
+
+
 def headline(results: dict[str, TargetResult], compute: list[ComputeResult]) -> dict[str, Any]:
     kserve = _rate(results, "kserve_unary")
     unary = _rate(results, "scorefleet_unary")
@@ -123,6 +153,8 @@ def headline(results: dict[str, TargetResult], compute: list[ComputeResult]) -> 
         "scorefleet_unary_rps_p99_10ms": unary,
         "scorefleet_oip_unary_rps_p99_10ms": oip,
         "scorefleet_unbatched_rps_p99_10ms": unbatched,
+        # The batcher before issue 10 (fixed wait, dispatchWhenIdle: false), same run.
+        "scorefleet_fixedwait_rps_p99_10ms": _rate(results, "scorefleet_fixedwait_unary"),
         "scorefleet_batched_events_per_s_p99_20ms": batched,
         "transport_ceiling_rps": _rate(results, "grpcgo_ceiling_unary"),
         "model_rows_per_s": best_compute.rows_per_s if best_compute else 0.0,
@@ -152,6 +184,7 @@ def results_json(results: dict[str, TargetResult], pinned: dict[str, TargetResul
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(), **meta, **headline(results, compute),
         "noise_robust": noise_robust(results),
+        "low_load": low_load(results),
         "model_compute": [asdict(c) for c in compute],
         "summary": {k: t.summary() for k, t in results.items()},
         "curves": {k: {"closed": [asdict(r) for r in t.closed],
@@ -272,7 +305,8 @@ def rerender(path: Path) -> str:
     keep = {k: v for k, v in data.items() if k not in fresh or k in ("date", "machine")}
     data = {**fresh, **keep}
     path.write_text(json.dumps(data, indent=2) + "\n")
-    md = markdown(results, pinned) + "\n" + targets_markdown(data) + "\n" + noise_markdown(data)
+    md = (markdown(results, pinned) + "\n" + targets_markdown(data) + "\n"
+          + noise_markdown(data) + "\n" + low_load_markdown(data))
     path.with_suffix(".md").write_text(md)
     return md
 
@@ -282,7 +316,9 @@ def update_docs(results_path: Path, docs: Path) -> None:
     results, pinned, data = load(results_path)
     text = docs.read_text()
     for name, table in (("results", markdown(results, pinned) + "\n" + targets_markdown(data)),
-                        ("robust", noise_markdown(data))):
+                        ("robust", noise_markdown(data)), ("lowload", low_load_markdown(data))):
+        if f"<!-- {name}:start" not in text:
+            continue
         head = text.index(f"<!-- {name}:start")
         head = text.index("\n", head) + 1
         tail = text.index(f"<!-- {name}:end -->")

@@ -28,7 +28,14 @@ from model_ceiling import measure_all
 from ort_options import check_matches_scorer
 from payloads import LoadSpec, write_payloads
 from procs import free_port, server_process
-from report import TargetResult, markdown, noise_markdown, results_json, targets_markdown
+from report import (
+    TargetResult,
+    low_load_markdown,
+    markdown,
+    noise_markdown,
+    results_json,
+    targets_markdown,
+)
 from servers import MODEL_NAME, ServerDef, ensure_scorer_importable, server_defs
 from sweeps import FULL, QUICK, SweepPlan, closed_sweep, open_sweep, peak
 
@@ -176,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     data = results_json(results, pinned, compute, meta)
     args.out.write_text(json.dumps(data, indent=2) + "\n")
-    md = markdown(results, pinned) + "\n" + targets_markdown(data) + "\n" + noise_markdown(data)
+    md = (markdown(results, pinned) + "\n" + targets_markdown(data) + "\n"
+          + noise_markdown(data) + "\n" + low_load_markdown(data))
     args.out.with_suffix(".md").write_text(md)
     print(md)
     log(f"wrote {args.out} in {data['elapsed_s']:.0f} s")

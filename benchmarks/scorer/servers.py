@@ -121,7 +121,7 @@ def server_defs(tools: Tools, model: Path, metrics_port: Callable[[], int], quic
                   ceiling, tuple(ceiling_targets), "score_1"),
         ServerDef("kserve", "KServe ModelServer, OIP v2 gRPC, custom kserve.Model + onnxruntime",
                   kserve, (Target("kserve_unary", "oip_infer_1", 10.0),), "oip_infer_1"),
-        ServerDef("scorefleet", "scorefleet scorer, dynamic batching on (defaults)",
+        ServerDef("scorefleet", "scorefleet scorer, the defaults (idle-aware dynamic batching)",
                   _scorefleet("batched", {"enabled": True}, model, metrics_port),
                   tuple(batched_targets), "score_1", SCOREFLEET_ENV),
         ServerDef("scorefleet_unbatched", "scorefleet scorer, batching.enabled: false",
@@ -129,6 +129,14 @@ def server_defs(tools: Tools, model: Path, metrics_port: Callable[[], int], quic
                   (Target("scorefleet_unbatched_unary", "score_1", 10.0),), "score_1",
                   SCOREFLEET_ENV),
     ]
+    # The batcher as it was before issue 10 (the default then): every request waits up to
+    # maxQueueDelayUs (1 ms) for a full batch, even when the worker is idle. Measured in the same
+    # run so the idle-aware default is compared with it side by side.
+    defs.append(ServerDef(
+        "scorefleet_fixedwait", "scorefleet, batching.dispatchWhenIdle: false (fixed 1 ms wait)",
+        _scorefleet("fixedwait", {"enabled": True, "dispatchWhenIdle": False}, model,
+                    metrics_port),
+        (Target("scorefleet_fixedwait_unary", "score_1", 10.0),), "score_1", SCOREFLEET_ENV))
     if not quick:
         # Not a default: the batcher tuned for this model (see docs/benchmarks.md): no wait
         # for a batch to fill (requests arriving during a model run still coalesce) and
