@@ -12,6 +12,7 @@ A benchmark, not a test: it asserts nothing about the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pinned", action="store_true",
                         help="skip the second pass with server and ghz pinned to one core each")
     parser.add_argument("--only", nargs="*", default=None, help="server names to run")
+    parser.add_argument("--targets", nargs="*", default=None,
+                        help="target keys to measure (e.g. scorefleet_unary kserve_unary); "
+                             "servers left without a target are skipped")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--nice", type=int, default=0,
                         help="run the servers, ghz and the compute ceiling at this niceness "
@@ -142,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  batch {c.batch}: {c.rows_per_s:,.0f} rows/s ({c.us_per_row} us/row)")
     servers = [s for s in server_defs(tools, model, free_port, args.quick)
                if args.only is None or s.name in args.only]
+    if args.targets is not None:
+        servers = [dataclasses.replace(s, targets=tuple(t for t in s.targets
+                                                        if t.key in args.targets))
+                   for s in servers]
+        servers = [s for s in servers if s.targets]
     results: dict[str, TargetResult] = {}
     pinned: dict[str, TargetResult] = {}
     failures: dict[str, str] = {}
@@ -166,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             pinned.update(measure(server, pin_plan, True))
     meta = {
-        "command": "python benchmarks/scorer/run.py" + (" --quick" if args.quick else "")
-                   + (f" --nice {args.nice}" if args.nice else ""),
+        "command": " ".join(["python", "benchmarks/scorer/run.py", *sys.argv[1:]]),
         "nice": args.nice,
         "quick": args.quick, "elapsed_s": round(time.monotonic() - started, 1),
         "tools": {"ghz": GHZ_VERSION, "kserve": KSERVE_VERSION,
