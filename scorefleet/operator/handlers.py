@@ -117,9 +117,9 @@ def child_changed(type: str | None, namespace: str | None, labels: Mapping[str, 
                   memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     # Only a change or a deletion needs a reconcile. A child listed when a watch (re)starts
     # (type None) is covered by the start-up resume and the resync, and a child being ADDED is
-    # one the operator has just created, status and all: at 1,000 pipelines these were 4
-    # reconciles per pipeline at creation and 4 more at every operator start, none of which
-    # changed anything (benchmarks/scale, docs/scale.md).
+    # one the operator has just created, status and all. Those were 4 reconciles per pipeline
+    # at creation and 4 more at every operator start, none of which changed anything
+    # (benchmarks/scale, docs/scale.md).
     if type in (None, "ADDED"):
         return
     reconcile(memo["kube"], namespace or "default", labels[n.LABEL_PIPELINE], logger,
