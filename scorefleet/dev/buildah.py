@@ -109,6 +109,6 @@ class Buildah:
         self.run(*args, str(context))
 
     def push_layout(self, name: str, layout: Path) -> None:
-        """Copy the image into an OCI layout directory (gzip-compressed layers)."""
+        """Copy the image into a new OCI layout directory (gzip-compressed layers)."""
         shutil.rmtree(layout, ignore_errors=True)
         self.run("push", "--format", "oci", name, f"oci:{layout}:{name}")

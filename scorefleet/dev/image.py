@@ -108,17 +108,28 @@ def context_key(repo: Path = REPO) -> str:
 
 
 def _unpacked_bytes(layout_archive: Path) -> int:
+    """The layers' size as tars. Measuring means decompressing them, so sizes are remembered
+    by layer digest: a rebuild measures only its new layers."""
     import tarfile
 
+    known_path = images_root() / "layer-sizes.json"
+    known: dict[str, int] = json.loads(known_path.read_text()) if known_path.exists() else {}
     total = 0
     with tarfile.open(layout_archive) as tar:
         for layer in oci.inspect(layout_archive).layers:
-            fh = tar.extractfile(f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
-            if fh is None:
-                raise ImageBuildError(f"{layout_archive}: layer {layer.digest} missing")
-            stream = gzip.GzipFile(fileobj=fh) if layer.media_type.endswith("+gzip") else fh
-            while chunk := stream.read(1 << 20):
-                total += len(chunk)
+            if layer.digest not in known:
+                fh = tar.extractfile(f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
+                if fh is None:
+                    raise ImageBuildError(f"{layout_archive}: layer {layer.digest} missing")
+                stream = gzip.GzipFile(fileobj=fh) if layer.media_type.endswith("+gzip") else fh
+                size = 0
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                known[layer.digest] = size
+            total += known[layer.digest]
+    partial = known_path.with_name(f".{known_path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(known))
+    partial.rename(known_path)
     return total
 
 
@@ -148,8 +159,20 @@ def _disk_usage(path: Path) -> int:
     return int(proc.stdout.split()[0]) if proc.returncode == 0 and proc.stdout else 0
 
 
+def _pause_archive() -> Path:
+    return images_root() / f"pause-{pause_image.cache_key()[:16]}.tar"
+
+
+def _scorer_key() -> tuple[str, str]:
+    """(the build context's digest, the scorer image's cache key)."""
+    recipe = (debian_base.cache_key(debian_base.find_mirror()), buildah.version(),
+              str(RECIPE_VERSION))
+    context = context_key()
+    return context, _digest(context.encode(), *(part.encode() for part in recipe))[:16]
+
+
 def _pause(out: TextIO) -> Image:
-    archive = images_root() / f"pause-{pause_image.cache_key()[:16]}.tar"
+    archive = _pause_archive()
     started = time.monotonic()
     seconds = 0.0
     if not archive.exists():
@@ -184,13 +207,10 @@ def _base(tool: buildah.Buildah, out: TextIO) -> str:
 def _scorer(out: TextIO) -> Image:
     if not (REPO / "Dockerfile").exists():
         raise ImageBuildError(f"no Dockerfile in {REPO}: images are built from a checkout")
-    mirror = debian_base.find_mirror()
-    recipe = (debian_base.cache_key(mirror), buildah.version(), str(RECIPE_VERSION))
     # A file edited while buildah reads the context would give an image matching no key: the
     # key is taken again after the build, and a mismatch builds again (twice at most).
     for _ in range(3):
-        context = context_key()
-        key = _digest(context.encode(), *(part.encode() for part in recipe))[:16]
+        context, key = _scorer_key()
         archive = images_root() / f"scorer-{key}.tar"
         if archive.exists():
             return _report(_finish(archive, 0.0), out)
@@ -212,6 +232,8 @@ def _build_scorer(key: str, context: str, archive: Path, out: TextIO) -> Image |
     started = time.monotonic()
     tool = buildah.Buildah(storage, logs / f"scorer-{key}.log")
     tool.log.unlink(missing_ok=True)
+    # Working containers left by a build that was killed would pin their images forever.
+    tool.run("rm", "--all", check=False)
     base = _base(tool, out)
     print(f"image scorer  buildah bud {REPO / 'Dockerfile'} (log: {tool.log}) ...", file=out,
           flush=True)
@@ -241,12 +263,29 @@ def _report(image: Image, out: TextIO) -> Image:
     return image
 
 
+def _cached() -> ImageSet | None:
+    """Both images, when both archives are already there: no lock needed (archives appear by
+    rename, complete), so a cache hit never waits for another checkout's build."""
+    pause, scorer = _pause_archive(), images_root() / f"scorer-{_scorer_key()[1]}.tar"
+    if not all(p.exists() and p.with_suffix(".json").exists() for p in (pause, scorer)):
+        return None
+    try:
+        return ImageSet(pause=_finish(pause, 0.0), scorer=_finish(scorer, 0.0))
+    except FileNotFoundError:  # pruned by another build in between
+        return None
+
+
 def build_images(out: TextIO | None = None) -> ImageSet:
     """Build (or find cached) the pause and scorer images; prints one timing line per image."""
     stream = out if out is not None else sys.stderr
     started = time.monotonic()
-    with _lock():
-        images = ImageSet(pause=_pause(stream), scorer=_scorer(stream))
+    cached = _cached()
+    if cached is not None:
+        images = ImageSet(pause=_report(cached.pause, stream),
+                          scorer=_report(cached.scorer, stream))
+    else:
+        with _lock():
+            images = ImageSet(pause=_pause(stream), scorer=_scorer(stream))
     print(f"build_images: {time.monotonic() - started:.1f}s", file=stream, flush=True)
     return images
 

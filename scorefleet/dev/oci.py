@@ -113,18 +113,23 @@ def write_image(layout: Path, name: str, layers: list[bytes], config: dict[str, 
 
 
 def name_image(layout: Path, name: str) -> str:
-    """Give the layout's only manifest its name (and platform); returns its digest.
+    """Keep only the image named `name` in the layout's index (the one entry whose OCI ref name
+    is `name`, or the only entry), give it containerd's name annotation and its platform;
+    returns its manifest digest.
 
     Layouts written by other tools (buildah's `oci:` transport) carry only the OCI ref name;
     containerd's importer wants its own annotation to keep the full reference.
     """
     index = json.loads((layout / "index.json").read_text())
     manifests = index["manifests"]
-    if len(manifests) != 1:
-        raise ValueError(f"{layout}: expected one manifest in index.json, found {len(manifests)}")
-    entry = manifests[0]
+    named = [m for m in manifests if m.get("annotations", {}).get(REF_NAME) == name]
+    if len(named) != 1 and len(manifests) != 1:
+        raise ValueError(f"{layout}: expected one manifest named {name} in index.json, "
+                         f"found {len(named)} among {len(manifests)}")
+    entry = named[0] if len(named) == 1 else manifests[0]
     entry.setdefault("annotations", {}).update({CONTAINERD_NAME: name, REF_NAME: name})
     entry.setdefault("platform", {"architecture": go_arch(), "os": "linux"})
+    index["manifests"] = [entry]
     (layout / "index.json").write_text(json.dumps(index))
     return str(entry["digest"])
 
