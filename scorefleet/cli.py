@@ -4,6 +4,10 @@
                                        local control plane + operator + example pipeline
                                        (+ Kafka and Redis on 127.0.0.1: docs/streaming.md)
     scorefleet down                    stop them
+    scorefleet load PIPELINE [--rate R --duration S --concurrency C]
+                                       bounded load through cluster DNS (real node): RPC/s,
+                                       codes, latency quantiles
+    scorefleet score PIPELINE          score one event through cluster DNS (real node)
     scorefleet operator [kopf args]    run the operator against $KUBECONFIG
     scorefleet scorer --config FILE    run a scorer
     scorefleet crd [--write|--check]   print, write or check the generated CRD
@@ -38,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from scorefleet import local
 
         return local.down()
+    if command in ("load", "score"):
+        from scorefleet import load
+
+        return load.main(rest) if command == "load" else load.score_main(rest)
     if command == "operator":
         from scorefleet.operator.__main__ import main as operator_main
 

@@ -353,3 +353,12 @@ def start_node(images: Callable[[], ImageSource] = default_images) -> ClusterInf
         state.update(_start_node(lay, _info(lay, ports), lay.pki, binaries, Mode.REQUIRE, images))
         _write_state(lay, state)
         return _info(lay, ports, state)
+
+
+def current() -> ClusterInfo | None:
+    """The recorded cluster (without starting or checking anything), if there is one."""
+    lay = Layout(_state_dir())
+    state = _read_state(lay)
+    if not state or not state.get("bootstrapped"):
+        return None
+    return _info(lay, Ports(**state["ports"]), state)
