@@ -113,9 +113,15 @@ def test_pods_run_on_the_real_node_and_serve_through_their_service(web: str,
 
 def test_pod_reaches_a_service_by_its_cluster_dns_name(web: str) -> None:
     name = pods(web)[0]["metadata"]["name"]
-    out = kubectl("exec", "-n", web, name, "--", "/app", "get",
-                  f"http://web.{web}.svc.cluster.local/")
-    assert out.strip() in {p["metadata"]["name"] for p in pods(web)}
+    names = {p["metadata"]["name"] for p in pods(web)}
+
+    def answered() -> str | None:
+        # CoreDNS learns a new Service from its watch a moment after the API server has it.
+        out = kubectl("exec", "-n", web, name, "--", "/app", "get",
+                      f"http://web.{web}.svc.cluster.local/", check=False).strip()
+        return out if out in names else None
+
+    assert eventually("the pod reaches web by its DNS name", answered, timeout=30, interval=1)
 
 
 def test_cluster_dns_answers_the_cluster_domain_and_nothing_else(web: str,
