@@ -41,8 +41,10 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE_VERSION = 1
 KEEP_ARCHIVES = 8  # per image: other checkouts' (worktrees') versions stay cached too
 # buildah keeps every step of every build (--layers); past this size, the steps no tagged
-# image needs are dropped (the build-tools venv is then rebuilt once, ~40 s).
-BUILDAH_STORAGE_LIMIT = 4 << 30
+# image needs are dropped, the cached deps and build-tools stages with them (the next build
+# installs them again, ~1-4 min). Several checkouts building on one machine fill 4 GB within
+# a few builds, hence the margin.
+BUILDAH_STORAGE_LIMIT = 12 << 30
 NAMESPACE = "k8s.io"  # the CRI plugin's containerd namespace: what the kubelet sees
 
 
