@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scorefleet.api.crd import CRD_PATH
 from scorefleet.dev import cluster, paths
+from scorefleet.dev.node import Mode
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.yaml"
 
@@ -92,7 +93,9 @@ def _wait_established(info: cluster.ClusterInfo, timeout: float = 60.0) -> None:
 
 def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 120.0) -> int:
     started = time.monotonic()
-    info = cluster.ensure_up()
+    # kwok only until `up` serves the example from real pods (branch issue-6-node): a real
+    # node here would cost the scorer image's build and import and run nothing.
+    info = cluster.ensure_up(real_node=Mode.OFF)
     _kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
     _wait_established(info)
     pid = start_operator(info)
