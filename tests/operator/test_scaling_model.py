@@ -27,7 +27,8 @@ def test_p99_grows_without_bound_towards_saturation() -> None:
 
 
 def test_model_fits_the_scorers_measured_curve() -> None:
-    # benchmarks/scorer/results.json, scorefleet_unary open loop: (achieved RPC/s, p99 ms).
+    # benchmarks/scorer/results-2026-11-28-quiet.json, scorefleet_unary open loop:
+    # (achieved RPC/s, p99 ms).
     # Four points within 7 %; the 45 % point measured 16.8 ms, the model says 12.4 (26 % low).
     measured = [(1949.3, 5.846, 0.07), (2922.4, 8.271, 0.07), (3899.0, 16.78, 0.27),
                 (5461.1, 23.262, 0.07), (6621.1, 43.675, 0.07)]

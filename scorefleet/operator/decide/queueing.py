@@ -9,8 +9,9 @@ The model is Kingman's heavy-traffic form for a single queue, with an exponentia
     V     how bursty service is, in units of the mean service time 1/mu.
 
 Why this and not Erlang-C or M/D/c with the scorer's CPU time per request: measured open-loop
-(benchmarks/scorer/results.json, `scorefleet_unary`, one 2-worker scorer, 8,575 RPC/s at
-saturation), p99 is 5.8, 8.3, 16.8, 23.3 and 43.7 ms at 23, 34, 45, 64 and 77 % of saturation.
+(benchmarks/scorer/results-2026-11-28-quiet.json, `scorefleet_unary`, one 2-worker scorer,
+8,575 RPC/s at saturation), p99 is 5.8, 8.3, 16.8, 23.3 and 43.7 ms at 23, 34, 45, 64 and 77 %
+of saturation.
 M/M/2 with the measured ~233 us per RPC per worker predicts 3.0-4.9 ms over that range, and
 M/D/c less still: requests do not queue one by one in front of a CPU, they wait for a batch, for
 the event loop, for the other worker's connections (SO_REUSEPORT spreads connections, not
