@@ -116,8 +116,9 @@ def test_canary_judged_on_real_measurements(control_plane: Any, namespace: str, 
     if candidate == "broken":
         config["model"] = models.ref("broken")  # never loads: every RPC is UNAVAILABLE
     if candidate == "slow":
-        # Every request waits 30 ms for company that never comes: slower only at latency.
-        config["batching"] = {"maxQueueDelayUs": 30000}
+        # Every request waits 30 ms for company that never comes: slower only at latency. The
+        # fixed wait has to be asked for: the default batcher dispatches at once when idle.
+        config["batching"] = {"maxQueueDelayUs": 30000, "dispatchWhenIdle": False}
     cand = start_scorer(config)
     if candidate != "broken":
         cand.wait_serving()
