@@ -10,19 +10,17 @@ and the Kubernetes binaries share most of their packages through GOCACHE.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from scorefleet.dev import gomod, paths
+from scorefleet.dev import gomod, locks, paths
 from scorefleet.dev.versions import (
     ETCD_SERVER_MODULE,
     ETCD_VERSION,
@@ -161,17 +159,9 @@ def link_path_dir(built: list[Built]) -> Path:
     return current
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def _build_lock() -> contextlib.AbstractContextManager[None]:
     """One builder at a time per cache: test sessions and `up`s may start together."""
-    root = paths.cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "build.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locks.exclusive(paths.cache_root() / "build.lock")
 
 
 def build_all(out: TextIO | None = None) -> list[Built]:

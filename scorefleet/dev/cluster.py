@@ -13,14 +13,13 @@ A file lock beside the state directory serialises concurrent callers (e.g. two t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from scorefleet.dev import (
     components,
     health,
     kubeconfig,
+    locks,
     node,
     nodeconf,
     paths,
@@ -76,17 +76,9 @@ def _state_dir() -> Path:
     return paths.cluster_dir()
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
+def _locked() -> contextlib.AbstractContextManager[None]:
     state_dir = _state_dir()
-    state_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = state_dir.with_name(state_dir.name + ".lock")
-    with lock.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locks.exclusive(state_dir.with_name(state_dir.name + ".lock"))
 
 
 def _read_state(lay: Layout) -> dict[str, Any] | None:

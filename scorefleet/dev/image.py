@@ -19,7 +19,6 @@ part of the key: an image is rebuilt when our inputs change, not when PyPI does.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TextIO
 
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
-from scorefleet.dev import buildah, debian_base, oci, paths, pause_image
+from scorefleet.dev import buildah, debian_base, locks, oci, paths, pause_image
 from scorefleet.dev.dockerfile import DockerIgnore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,16 +78,8 @@ def images_root() -> Path:
     return paths.cache_root() / "images"
 
 
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
-    root = images_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "build.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock() -> contextlib.AbstractContextManager[None]:
+    return locks.exclusive(images_root() / "build.lock")
 
 
 def _digest(*parts: bytes) -> str:

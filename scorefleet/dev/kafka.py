@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -33,7 +32,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from scorefleet.dev import paths, processes
+from scorefleet.dev import locks, paths, processes
 
 POM = Path(__file__).resolve().parent / "kafka-pom.xml"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -83,8 +82,7 @@ def fetch_jars(pom: Path = POM) -> Path:
         raise KafkaError("mvn is not installed: scripts/setup.sh installs it "
                          "(apt-get install maven)")
     lib.parent.mkdir(parents=True, exist_ok=True)
-    with (lib.parent.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(lib.parent.parent / ".lock"):
         if lib.is_dir():
             return lib
         staging = Path(tempfile.mkdtemp(prefix="lib-", dir=lib.parent))

@@ -13,20 +13,19 @@ cannot have it (lock held, not root, not Linux, a part missing) runs kwok-only a
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from scorefleet.dev import health, hostnet, kubeconfig, nodeconf, pki, processes
+from scorefleet.dev import health, hostnet, kubeconfig, locks, nodeconf, pki, processes
 from scorefleet.dev.nodeconf import NODE_NAME, NodeLayout
 
 MODE_ENV = "SCOREFLEET_REAL_NODE"
@@ -89,14 +88,8 @@ def host_problem() -> str | None:
 
 
 # --- the machine-wide lock -----------------------------------------------------------------
-@contextlib.contextmanager
-def _owner_lock() -> Iterator[None]:
-    with LOCK_FILE.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _owner_lock() -> contextlib.AbstractContextManager[None]:
+    return locks.exclusive(LOCK_FILE)
 
 
 def _owner() -> dict[str, Any] | None:
