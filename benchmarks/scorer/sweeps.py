@@ -19,12 +19,13 @@ class SweepPlan:
     concurrencies: tuple[int, ...]
     open_fractions: tuple[float, ...]
     step_s: float
-    refine: bool  # one extra open-loop step between the last pass and the first failure
+    refine: bool  # bisect (REFINE_ROUNDS steps) between the last pass and the first failure
     # Runs of each open-loop rate: a rate counts only if every run of it met the SLO, so on a
     # shared machine one lucky run cannot make the headline.
     repeats: int = 1
 
 
+REFINE_ROUNDS = 4  # bisection steps between the highest pass and the lowest failure
 QUICK = SweepPlan((1, 8, 32, 64), (0.3, 0.6, 0.8, 1.0), 2.0, refine=False)
 FULL = SweepPlan((1, 4, 16, 32, 64, 128), (0.25, 0.5, 0.7, 0.85, 1.0, 1.15), 5.0, refine=True,
                  repeats=2)
@@ -66,8 +67,12 @@ def open_sweep(run: RunStep, peak_rps: float, slo_ms: float, plan: SweepPlan,
         low = max(50, low // 3)
         results.extend(run(_open_step(low, plan.step_s)) for _ in range(plan.repeats))
     if plan.refine:
-        refined = _refine_rate(results, slo_ms)
-        if refined is not None:
+        # Bisect the SLO edge: one midpoint left the headline's bracket as wide as 1.5x (the
+        # 2026-11-29 quiet run: scorefleet passed 1,133 and failed 1,700), too coarse for a ratio.
+        for _ in range(REFINE_ROUNDS):
+            refined = _refine_rate(results, slo_ms)
+            if refined is None:
+                break
             results.extend(run(_open_step(refined, plan.step_s)) for _ in range(plan.repeats))
         # On a shared machine one lucky step can pass: the headline rate must pass twice.
         for _ in range(3):
@@ -84,10 +89,10 @@ def _runs_at(results: Sequence[StepResult], rate: int) -> int:
 
 def _refine_rate(results: Sequence[StepResult], slo_ms: float) -> int | None:
     """The midpoint between the highest passing rate and the next failing one, if far apart."""
-    passed = [r.target_rps for r in results if r.meets(slo_ms) and r.target_rps]
-    if not passed:
+    best = best_under_slo(results, slo_ms)  # a rate passes only if all its runs did
+    if best is None or not best.target_rps:
         return None
-    hi_pass = max(passed)
+    hi_pass = best.target_rps
     above = [r.target_rps for r in results
              if not r.meets(slo_ms) and r.target_rps and r.target_rps > hi_pass]
     if not above:
