@@ -195,6 +195,11 @@ class AnalysisSpec(CamelModel):
         default=None, description="Absolute p99 limit; defaults to slo.p99Latency.")
     max_p99_latency_ratio: float | None = Field(
         default=1.2, ge=1.0, le=100.0, description="Candidate p99 / stable p99 limit.")
+    p99_latency_ratio_floor: Duration = Field(
+        default="5ms",
+        description="A stable p99 below this is compared as if it were this, so the ratio "
+                    "cannot fail on a fraction of a millisecond (p99s are interpolated within "
+                    "1 ms histogram buckets there); 0s compares raw p99s.")
     max_error_rate: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Absolute limit; defaults to slo.maxErrorRate.")
     max_error_rate_increase: float | None = Field(
@@ -243,6 +248,12 @@ class GRPCRouteSpec(CamelModel):
     hostnames: list[Annotated[str, Field(min_length=1, max_length=253,
                                          pattern=r"^(\*\.)?" + _DNS_SUBDOMAIN[1:])]] = Field(
         default_factory=list, max_length=16)
+    mirror_percent: int | None = Field(
+        default=None, ge=1, le=100,
+        description="While the candidate serves canary steps, the gateway also copies this "
+                    "share of all requests to it and drops its answers (RequestMirror, "
+                    "Gateway API >= 1.3 extended support): more requests to judge it on "
+                    "without more clients seeing its scores.")
 
 
 class RouterSpec(CamelModel):
@@ -251,6 +262,9 @@ class RouterSpec(CamelModel):
     model_config = CamelModel.model_config | {"json_schema_extra": rules(
         cel("self.type != 'GRPCRoute' || has(self.grpcRoute)",
             "grpcRoute is required when type is GRPCRoute", ".grpcRoute"),
+        cel("self.type == 'GRPCRoute' || !has(self.grpcRoute)",
+            "grpcRoute is only used with type GRPCRoute; remove it or set type: GRPCRoute",
+            ".grpcRoute"),
     )}
 
     type: Literal["GRPCRoute", "Replicas"] = "Replicas"

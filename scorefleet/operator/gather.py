@@ -36,6 +36,18 @@ def deployments_by_track(children: Mapping[tuple[str, str], Obj],
     return out
 
 
+def lists_routes(body: Obj, children: Mapping[tuple[str, str], Obj]) -> bool:
+    """Must this reconcile list the pipeline's GRPCRoutes too? Yes while the spec routes with
+    one, and also while the per-track Services that only the GRPCRoute router creates are still
+    there: after a switch to another router type the old route must be found to be deleted (it
+    would otherwise keep a gateway sending requests to Services that are gone)."""
+    router = ((body.get("spec") or {}).get("rollout") or {}).get("router") or {}
+    if router.get("type") == "GRPCRoute":
+        return True
+    return any(kind == "Service" and n.LABEL_TRACK in (obj.get("metadata", {}).get("labels") or {})
+               for (kind, _), obj in children.items())
+
+
 def observe(namespace: str, pipeline: str, children: Mapping[tuple[str, str], Obj],
             measure: Measure | None) -> Observed:
     tracks = {

@@ -29,9 +29,10 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "GRPCRoute": ("/apis/gateway.networking.k8s.io/v1", "grpcroutes"),
 }
-# Listed on every reconcile; GRPCRoutes only for pipelines that route with one (the Gateway
-# API may not even be installed, and a list per reconcile per kind is what resyncs cost).
+# Listed on every reconcile; GRPCRoutes only for pipelines that route with one or did (the
+# Gateway API may not even be installed, and a list per reconcile per kind is what resyncs cost).
 CORE_KINDS = ("ConfigMap", "Service", "Deployment")
+ROUTE_KINDS = ("GRPCRoute",)
 _PIPELINES = f"/apis/{p.GROUP}/{p.VERSION}"
 
 

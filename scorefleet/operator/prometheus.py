@@ -10,7 +10,9 @@ and how a canary with no traffic passes its analysis.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from prometheus_api_client import PrometheusConnect
 
@@ -21,6 +23,17 @@ from scorefleet.operator.decide.analysis import OUTCOMES, Buckets, ShadowWindow,
 # CANCELLED is the caller giving up: none of those should fail a canary or page an SRE.
 SERVER_ERROR_CODES = ("INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED",
                       "RESOURCE_EXHAUSTED", "DATA_LOSS", "UNIMPLEMENTED")
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Epoch seconds of Prometheus's RFC 3339 times ("2026-11-29T09:00:00.123456789Z": Go
+    writes nanoseconds, more than datetime parses)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        return None
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    whole = datetime.fromisoformat(match[1] + zone).timestamp()
+    return whole + (float(match[2]) if match[2] else 0.0)
 
 
 class PrometheusError(RuntimeError):
@@ -98,6 +111,18 @@ class Prometheus:
         self.url = url
         self._client = PrometheusConnect(url=url, disable_ssl=True)
         self._timeout = timeout
+
+    def started_at(self) -> float | None:
+        """When this Prometheus started (epoch seconds), from its runtime info; None when the
+        server does not say (a Prometheus-compatible store without that endpoint): restarts
+        then go unnoticed, as before, rather than failing every measurement."""
+        try:
+            resp = self._client._session.get(f"{self.url}/api/v1/status/runtimeinfo",
+                                             timeout=self._timeout)
+            text = str(resp.json()["data"]["startTime"])
+        except Exception:  # any failure means "unknown", never an error
+            return None
+        return parse_rfc3339(text)
 
     def scalar(self, query: str) -> float | None:
         """One instant query reduced to a number; None when there is no (finite) data."""

@@ -39,8 +39,13 @@ from scorefleet.operator.decide.status import (
 )
 from scorefleet.operator.decide.tracks import TrackDecision, plan_tracks
 from scorefleet.operator.decide.validity import InvalidSpec, last_status, parse_pipeline
-from scorefleet.operator.gather import deployments_by_track, measure_interval, observe
-from scorefleet.operator.kube import CORE_KINDS, Kube, KubeError, Obj
+from scorefleet.operator.gather import (
+    deployments_by_track,
+    lists_routes,
+    measure_interval,
+    observe,
+)
+from scorefleet.operator.kube import CORE_KINDS, ROUTE_KINDS, Kube, KubeError, Obj
 from scorefleet.operator.settings import Analyst, Measure, NoMetrics
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -100,9 +105,9 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     ns, name = meta["namespace"], meta["name"]
     at = now()
     # Gather.
-    router = ((body.get("spec") or {}).get("rollout") or {}).get("router") or {}
-    kinds = (*CORE_KINDS, "GRPCRoute") if router.get("type") == "GRPCRoute" else CORE_KINDS
-    existing = kube.list_children(ns, name, kinds)
+    existing = kube.list_children(ns, name, CORE_KINDS)
+    if lists_routes(body, existing):
+        existing.update(kube.list_children(ns, name, ROUTE_KINDS))
     # Decide.
     pipeline = parse_pipeline(body)
     if isinstance(pipeline, InvalidSpec):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.api.status import TrackMetrics
@@ -29,12 +30,18 @@ class Analyst:
         extra = {self.namespace_label: namespace} if self.namespace_label else {}
         return TrackSelector(pipeline, track, extra)
 
+    def _unobserved(self, seconds: float) -> float:
+        """Seconds at the start of the interval ending now that Prometheus was not running."""
+        started = self.prom.started_at()
+        return 0.0 if started is None else max(0.0, started - (time.time() - seconds))
+
     def canary(self, namespace: str, pipeline: str, seconds: float) -> CanaryWindow | None:
         try:
             return CanaryWindow(
                 stable=self.prom.track_window(self._sel(namespace, pipeline, "stable"), seconds),
                 candidate=self.prom.track_window(self._sel(namespace, pipeline, "candidate"),
-                                                 seconds))
+                                                 seconds),
+                unobserved_seconds=self._unobserved(seconds))
         except PrometheusError as exc:
             self.logger.warning("could not analyse %s/%s: %s", namespace, pipeline, exc)
             return None
@@ -42,8 +49,9 @@ class Analyst:
     def shadow(self, namespace: str, pipeline: str, primary_version: str,
                shadow_version: str, interval: float, since: float) -> ShadowWindow | None:
         try:
-            return self.prom.shadow_window(self._sel(namespace, pipeline, "stable"),
-                                           primary_version, shadow_version, interval, since)
+            window = self.prom.shadow_window(self._sel(namespace, pipeline, "stable"),
+                                             primary_version, shadow_version, interval, since)
+            return replace(window, unobserved_seconds=self._unobserved(interval))
         except PrometheusError as exc:
             self.logger.warning("could not analyse %s/%s: %s", namespace, pipeline, exc)
             return None

@@ -6,12 +6,14 @@ a gateway then does with the route is not tested; docs/rollouts.md says what it 
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pytest
 
 from scorefleet.api.pipeline import ScoringPipeline
 from scorefleet.operator.kube import Kube, KubeError
+from scorefleet.operator.reconcile import reconcile
 from scorefleet.operator.routers import Split
 from scorefleet.operator.routers.grpcroute import GRPCRouteRouter
 from tests.conftest import kubectl
@@ -111,6 +113,11 @@ def test_gateway_api_validation_is_really_on(kube: Kube, namespace: str) -> None
      "spec.rollout.router.grpcRoute.hostnames[0]"),
     ({"parentRefs": [{"name": "edge", "namespace": "Gateways"}]}, None,
      "spec.rollout.router.grpcRoute.parentRefs[0].namespace"),
+    # A route spec the Replicas router would ignore is refused, not silently dropped.
+    ({"parentRefs": [{"name": "edge"}]}, {"router": {"type": "Replicas", "grpcRoute": {
+        "parentRefs": [{"name": "edge"}]}}}, "spec.rollout.router.grpcRoute"),
+    ({"parentRefs": [{"name": "edge"}], "mirrorPercent": 0}, None,
+     "spec.rollout.router.grpcRoute.mirrorPercent"),
     # The Replicas router cannot send 100% while stable pods share the Service.
     ({"parentRefs": [{"name": "edge"}]},
      {"router": {"type": "Replicas"}, "canary": {"steps": [{"weight": 50}, {"weight": 100}]}},
@@ -130,3 +137,24 @@ def test_grpcroute_may_send_everything_to_the_candidate(kube: Kube, namespace: s
     pipeline = create_pipeline(kube, namespace, body)
     for manifest in GRPCRouteRouter().plan(pipeline, Split(2, 100, True)).manifests:
         kube.apply(manifest)
+
+
+def test_switching_the_router_type_removes_the_route_and_its_services(
+        kube: Kube, namespace: str) -> None:
+    create_pipeline(kube, namespace, pipeline_body("switch"))
+    log = logging.getLogger("test")
+    reconcile(kube, namespace, "switch", log)
+    children = kube.list_children(namespace, "switch", ("Service", "GRPCRoute"))
+    assert {("GRPCRoute", "switch"), ("Service", "switch-stable")} <= set(children)
+    kube._call("PATCH", f"/apis/scorefleet.io/v1alpha1/namespaces/{namespace}/"
+                        "scoringpipelines/switch",
+               body={"spec": {"rollout": {"router": {"type": "Replicas", "grpcRoute": None}}}},
+               content_type="application/merge-patch+json")
+    result = reconcile(kube, namespace, "switch", log)
+    assert result is not None
+    assert {"GRPCRoute/switch", "Service/switch-stable"} <= set(result.deleted)
+    left = kube.list_children(namespace, "switch", ("Service", "GRPCRoute"))
+    assert set(left) == {("Service", "switch"), ("Service", "switch-headless")}
+    # Nothing of the old router is left to find: the next reconcile lists no routes.
+    again = reconcile(kube, namespace, "switch", log)
+    assert again is not None and again.deleted == [] and again.applied == []

@@ -95,3 +95,34 @@ def test_shadow_and_canary_windows_from_a_real_scrape(models: Models, start_scor
         assert quiet.requests is None
         assert judge_canary(AnalysisSpec(), SLOSpec(), CanaryWindow(
             stable=window, candidate=quiet)).result == "Inconclusive"
+
+
+def test_an_interval_that_began_before_prometheus_started_is_not_judged(tmp_path: Path) -> None:
+    """A restarted Prometheus lost (or never had) the start of the interval; the scorers'
+    counters did not reset, so resets() cannot tell. Its own start time does."""
+    import logging
+
+    from scorefleet.operator.settings import Analyst
+
+    with PrometheusServer(tmp_path, ["127.0.0.1:9"]) as server:
+        prom = Prometheus(server.url)
+        started = prom.started_at()
+        assert started is not None and abs(started - time.time()) < 120
+        analyst = Analyst(prom, "", logging.getLogger("test"))
+        time.sleep(2.0)
+        before = analyst.canary("ns", "phish", 600)  # began ~10 min before the restart
+        assert before is not None and 590 < before.unobserved_seconds <= 600
+        verdict = judge_canary(AnalysisSpec(), SLOSpec(), before)
+        assert verdict.result is None and verdict.checks[0].metric == "prometheusRestart"
+        within = analyst.canary("ns", "phish", 1)  # began after it started: seen whole
+        assert within is not None and within.unobserved_seconds == 0.0
+    # A store that cannot say when it started: unknown, never an error.
+    assert Prometheus("http://127.0.0.1:9", timeout=1).started_at() is None
+
+
+def test_prometheus_times_parse_with_nanoseconds() -> None:
+    from scorefleet.operator.prometheus import parse_rfc3339
+
+    assert parse_rfc3339("1970-01-01T00:00:10.5Z") == 10.5
+    assert parse_rfc3339("1970-01-01T01:00:10.123456789+01:00") == pytest.approx(10.123456789)
+    assert parse_rfc3339("yesterday") is None

@@ -67,6 +67,22 @@ def test_slower_only_at_p99_relative_to_stable_fails() -> None:
     assert "p99LatencyRatio 1.5 > 1.2 (Failed)" in v.summary()
 
 
+def test_ratio_of_tiny_p99s_is_taken_against_the_floor() -> None:
+    # 0.8 ms -> 1.5 ms is 1.9x, but within the 1 ms histogram buckets it is noise.
+    v = canary(track(p99=1.5), stable=track(p99=0.8))
+    ratio = checks(v)["p99LatencyRatio"]
+    assert (v.result, ratio.measured) == ("Successful", 0.3)
+    assert "stable 0.8 ms, compared as the 5 ms floor" in ratio.message
+    # A real slowdown still fails against the floor, and the floor can be turned off.
+    assert canary(track(p99=6.5), stable=track(p99=0.8)).result == "Failed"
+    raw = canary(track(p99=1.5), stable=track(p99=0.8), p99_latency_ratio_floor="0s")
+    assert checks(raw)["p99LatencyRatio"].measured == pytest.approx(1.875)
+    assert raw.result == "Failed"
+    # Above the floor the stable p99 itself is the base.
+    assert "floor" not in checks(canary(track(p99=15), stable=track(p99=10)))[
+        "p99LatencyRatio"].message
+
+
 def test_absolute_p99_limit_defaults_to_the_slo() -> None:
     v = canary(track(p99=30), stable=track(p99=29))
     assert checks(v)["p99LatencyMs"].result == "Failed"
@@ -190,6 +206,19 @@ def test_too_few_pairs_is_inconclusive() -> None:
     assert checks(v)["agreement"].result == "Inconclusive"
 
 
+def test_interval_prometheus_did_not_see_whole_is_not_judged() -> None:
+    v = judge_canary(AnalysisSpec(), SLO, CanaryWindow(
+        stable=track(), candidate=track(errors=500), unobserved_seconds=12.4))
+    assert v.result is None
+    assert [(c.metric, c.measured) for c in v.checks] == [("prometheusRestart", 12.4)]
+    assert "Prometheus (re)started 12s into this interval" in v.summary()
+    w = shadow_window(BASE, BASE)
+    shadow = judge_shadow(ShadowSpec(), 200, ShadowWindow(
+        interval_pairs=w.interval_pairs, outcomes=w.outcomes, stable_scores=w.stable_scores,
+        candidate_scores=w.candidate_scores, unobserved_seconds=3.0))
+    assert shadow.result is None and shadow.checks[0].metric == "prometheusRestart"
+
+
 def test_shadow_counter_reset_is_not_judged() -> None:
     w = shadow_window(BASE, BASE)
     v = judge_shadow(ShadowSpec(), 200, ShadowWindow(
@@ -300,12 +329,18 @@ def test_inconclusive_counts_in_a_row_then_pauses() -> None:
     assert (s.inconclusive, out) == (3, "Pause")
 
 
-def test_unjudged_interval_only_moves_the_window() -> None:
-    s = AnalysisStatus(failures=1, inconclusive=2, last_result="Failed")
+def test_unjudged_interval_decides_nothing_but_is_no_progress() -> None:
+    s = AnalysisStatus(failures=1, inconclusive=1, successes=3, last_result="Successful")
     after, out = tally(s, Verdict(None, ()), ANALYSIS, "t9")
     assert out == "Continue"
-    assert (after.failures, after.inconclusive, after.successes) == (1, 2, 0)
-    assert (after.last_run_at, after.last_result) == ("t9", "Failed")
+    assert (after.failures, after.successes) == (1, 3)
+    # No step may end on the strength of the Successful interval before it...
+    assert (after.last_run_at, after.last_result) == ("t9", None)
+    # ...and unjudged intervals in a row pause like Inconclusive ones (a candidate whose
+    # counters reset every interval does not run on unjudged).
+    assert after.inconclusive == 2
+    again, out = tally(after, Verdict(None, ()), ANALYSIS, "t10")
+    assert (again.inconclusive, out) == (3, "Pause")
 
 
 def test_describe_puts_measured_beside_threshold() -> None:

@@ -68,3 +68,20 @@ def test_observation_after_acting_takes_the_applied_deployments() -> None:
     assert after.track("stable") == TrackObservation(new, metrics)  # metrics kept
     assert after.track("candidate").deployment is None  # deleted while acting
     assert after.apply_error == "boom"
+
+
+def test_routes_are_listed_while_used_and_after_a_switch_away_until_removed() -> None:
+    from scorefleet.operator.gather import lists_routes
+
+    grpc = {"spec": {"rollout": {"router": {"type": "GRPCRoute"}}}}
+    replicas = {"spec": {"rollout": {"router": {"type": "Replicas"}}}}
+    pipeline_svc = {"metadata": {"labels": n.pipeline_labels("phish")}}
+    track_svc = {"metadata": {"labels": n.track_labels("phish", "stable")}}
+    track_cm = {"metadata": {"labels": n.track_labels("phish", "stable")}}
+    assert lists_routes(grpc, {})
+    assert not lists_routes({"spec": {}}, {("Service", "phish"): pipeline_svc})
+    assert not lists_routes(replicas, {("Service", "phish"): pipeline_svc,
+                                       ("ConfigMap", "phish-stable"): track_cm})
+    # Switched from GRPCRoute: its per-track Service is still there, so is the route.
+    assert lists_routes(replicas, {("Service", "phish"): pipeline_svc,
+                                   ("Service", "phish-stable"): track_svc})

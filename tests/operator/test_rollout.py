@@ -297,6 +297,10 @@ def test_counter_resets_never_decide() -> None:
     assert d.state is not None and d.state.rollout.phase == "Canary"
     assert d.state.analysis.failures == 0 and d.state.analysis.successes == 0
     assert "AnalysisSkipped" in w.reasons()
+    # Unjudged intervals are no progress: after inconclusiveLimit of them the rollout pauses
+    # (a candidate restarting every interval does not keep its traffic unjudged for ever).
+    assert d.state.rollout.paused and d.state.rollout.pause_reason == "Inconclusive"
+    assert w.weights() == [5]
 
 
 def test_candidate_that_cannot_serve_is_rolled_back_at_once() -> None:

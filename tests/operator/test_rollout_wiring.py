@@ -161,3 +161,24 @@ def test_shadow_runs_inside_the_stable_pods() -> None:
     assert stable.model.version == "v1" and stable.shadow is not None
     assert stable.shadow.version == "v2"
     assert status.rollout is not None and status.rollout.phase == "Shadow"
+
+
+def test_grpcroute_mirrors_to_the_candidate_only_while_it_serves() -> None:
+    router = {"type": "GRPCRoute", "grpcRoute": {"parentRefs": [{"name": "edge"}],
+                                                 "mirrorPercent": 20}}
+    p = established({"rollout": {"router": router}})
+
+    def mirror(outcome: RolloutOutcome) -> list[int]:
+        route = next(m for m in outcome.route.manifests if m["kind"] == "GRPCRoute")
+        return [f["requestMirror"]["percent"] for f in route["spec"]["rules"][0].get(
+            "filters", [])]
+
+    outcome, _, _ = p.reconcile(observed(stable=dep(V1, 2)), T0)
+    assert mirror(outcome) == [20]
+    # 5% weighted plus 20% copied: the candidate is sized for a quarter of the load.
+    assert outcome.route.candidate_replicas == 1 and "20% mirrored" in outcome.route.note
+    p.annotations = {ACTION_ANNOTATION: "abort 1"}
+    outcome, status, _ = p.reconcile(observed(stable=dep(V1, 2), candidate=dep(V2, 1)),
+                                     T0 + timedelta(seconds=30))
+    assert status.rollout is not None and status.rollout.phase == "Aborted"
+    assert mirror(outcome) == [] and outcome.route.candidate_replicas == 0

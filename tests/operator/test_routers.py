@@ -115,6 +115,13 @@ def test_request_mirror_filter_when_asked() -> None:
     assert plan.candidate_replicas == 1
 
 
+def test_candidate_sized_for_its_weight_plus_the_mirrored_copies() -> None:
+    plan = GRPCRouteRouter().plan(route_pipeline(),
+                                  Split(10, 25, candidate_present=True, mirror_percent=20))
+    assert plan.candidate_replicas == 5  # 45% of the load
+    assert backends(plan) == [("phish-stable", 75), ("phish-candidate", 25)]
+
+
 @given(st.integers(0, 100), st.booleans())
 def test_weights_always_sum_to_100(weight: int, present: bool) -> None:
     plan = GRPCRouteRouter().plan(route_pipeline(), Split(3, weight, present))

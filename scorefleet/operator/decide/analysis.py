@@ -21,7 +21,9 @@ Shadow (pairs: the same event scored by both models inside the stable pods):
 Too little traffic is Inconclusive, never a pass and never a failure, with one exception that
 needs no statistics: when the errors seen already exceed what `minRequestCount` requests could
 tolerate, more requests cannot make the rate acceptable. A counter reset in the window (a
-restarted scorer or Prometheus) leaves the interval unjudged: its increases are not trustworthy.
+restarted scorer) or a Prometheus that (re)started inside it leaves the interval unjudged: its
+increases are not trustworthy. Unjudged intervals count toward inconclusiveLimit like
+Inconclusive ones (a candidate whose counters reset every interval is not making progress).
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ class TrackWindow:
 
 @dataclass(frozen=True)
 class CanaryWindow:
+    """`unobserved_seconds`: how much of the interval's start Prometheus did not see because
+    it (re)started since; its increases then cover only part of the interval and resets() of
+    the scorers' counters cannot show it (a Prometheus restart loses no scorer count)."""
+
     stable: TrackWindow
     candidate: TrackWindow
+    unobserved_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class ShadowWindow:
     candidate_scores: Buckets
     delta: Buckets = ()
     resets: int = 0
+    unobserved_seconds: float = 0.0  # as in CanaryWindow
 
 
 @dataclass(frozen=True)
@@ -138,13 +146,22 @@ def _combine(checks: Sequence[AnalysisCheck]) -> CheckResult:
 def _reset(resets: int) -> Verdict:
     return Verdict(None, (AnalysisCheck(
         metric="counterReset", result="Inconclusive", measured=float(resets), threshold=0.0,
-        message="a counter restarted in this interval (scorer or Prometheus restart): the "
-                "interval is not judged"),))
+        message="a counter restarted in this interval (scorer restart): the interval is not "
+                "judged"),))
+
+
+def _unobserved(seconds: float) -> Verdict:
+    return Verdict(None, (AnalysisCheck(
+        metric="prometheusRestart", result="Inconclusive", measured=_round(seconds),
+        threshold=0.0, message=f"Prometheus (re)started {seconds:.0f}s into this interval and "
+                               "did not see its start: the interval is not judged"),))
 
 
 # -- canary ------------------------------------------------------------------------------------
 def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> Verdict:
     cand, stable = window.candidate, window.stable
+    if window.unobserved_seconds > 0:
+        return _unobserved(window.unobserved_seconds)
     if cand.resets or stable.resets:
         return _reset(cand.resets + stable.resets)
     if (cand.requests is not None and cand.requests < 0) or (
@@ -194,10 +211,13 @@ def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> 
                                     "too few requests for a p99"))
     if analysis.max_p99_latency_ratio is not None:
         ratio_limit = analysis.max_p99_latency_ratio
+        floor = 1000.0 * duration_seconds(analysis.p99_latency_ratio_floor)
         if enough and stable_enough and cand.p99_ms is not None and stable.p99_ms:
-            checks.append(_check("p99LatencyRatio", cand.p99_ms / stable.p99_ms, ratio_limit,
-                                 "<=", f"candidate {cand.p99_ms:.4g} ms / stable "
-                                       f"{stable.p99_ms:.4g} ms"))
+            base = max(stable.p99_ms, floor)
+            shown = f"{stable.p99_ms:.4g} ms" + (
+                f", compared as the {floor:g} ms floor" if base > stable.p99_ms else "")
+            checks.append(_check("p99LatencyRatio", cand.p99_ms / base, ratio_limit,
+                                 "<=", f"candidate {cand.p99_ms:.4g} ms / stable {shown}"))
         else:
             checks.append(_inconclusive("p99LatencyRatio", None, ratio_limit, "<=",
                                         "too few requests on a track to compare"))
@@ -212,6 +232,8 @@ def _rate(track: TrackWindow) -> float | None:
 
 # -- shadow ------------------------------------------------------------------------------------
 def judge_shadow(shadow: ShadowSpec, min_pairs: int, window: ShadowWindow) -> Verdict:
+    if window.unobserved_seconds > 0:
+        return _unobserved(window.unobserved_seconds)
     if window.resets or (window.interval_pairs is not None and window.interval_pairs < 0):
         return _reset(max(1, window.resets))
     pairs = window.interval_pairs
@@ -313,11 +335,16 @@ def tally(status: AnalysisStatus, verdict: Verdict, spec: AnalysisSpec,
     Failures count over the whole rollout (a candidate failing every other interval is not
     healthy); Inconclusive counts in a row (a quiet minute now and then is not a stall).
     Reaching failureLimit fails; reaching inconclusiveLimit pauses.
+
+    An unjudged interval (counter reset, Prometheus restart) counts in the Inconclusive run, so
+    a candidate restarting every interval pauses instead of running unjudged forever; and it
+    clears `last_result`, so no step or shadow ends on the strength of an interval before it.
     """
     new = replace_status(status, last_run_at=end, checks=list(verdict.checks),
-                         last_result=verdict.result if verdict.result else status.last_result)
+                         last_result=verdict.result)
     if verdict.result is None:
-        return new, "Continue"
+        new = replace_status(new, inconclusive=new.inconclusive + 1)
+        return new, "Pause" if new.inconclusive >= spec.inconclusive_limit else "Continue"
     if verdict.result == "Failed":
         new = replace_status(new, failures=new.failures + 1, inconclusive=0)
         return new, "Fail" if new.failures >= spec.failure_limit else "Continue"

@@ -384,8 +384,7 @@ def _judge(run: _Run) -> Outcome | None:
     run.verdict = verdict
     if verdict.result is None:
         run.emit("Normal", "AnalysisSkipped", f"{_where(run)}: {verdict.summary()}")
-        return outcome
-    if verdict.result == "Failed":
+    elif verdict.result == "Failed":
         run.emit("Warning", "AnalysisFailed",
                  f"{_where(run)}: interval failed ({analysis.failures}/"
                  f"{spec.analysis.failure_limit}): {verdict.summary()}")

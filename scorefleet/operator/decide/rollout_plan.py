@@ -84,9 +84,13 @@ def plan_for(pipeline: ScoringPipeline, traffic: TrafficPlan, stable: Revision,
              desired: Revision) -> tuple[tuple[TrackPlan, ...], RoutePlan]:
     """The tracks and the route one traffic plan stands for."""
     replicas = pipeline.spec.scaling.min_replicas
-    route = router_for(pipeline.spec.rollout.router).plan(pipeline, Split(
+    router = pipeline.spec.rollout.router
+    serving = traffic.candidate_track == "serving"
+    mirror = (router.grpc_route.mirror_percent or 0) if (
+        serving and router.type == "GRPCRoute" and router.grpc_route) else 0
+    route = router_for(router).plan(pipeline, Split(
         stable_replicas=replicas, candidate_weight=traffic.candidate_weight,
-        candidate_present=traffic.candidate_track == "serving"))
+        candidate_present=serving, mirror_percent=mirror))
     on_stable = desired if traffic.stable_runs_candidate else stable
     tracks = [_plan(on_stable, "stable", route.stable_replicas,
                     shadow=desired.model if traffic.shadow else None)]

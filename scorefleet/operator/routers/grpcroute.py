@@ -97,8 +97,11 @@ class GRPCRouteRouter:
         manifests.append(track_service(pipeline, "candidate"))
         w = split.candidate_weight
         # Enough candidate pods for its share of the full load (the stable track's sizing
-        # scaled by the weight), at least one so mirrored or weighted requests find a pod.
-        c = max(1, math.ceil(s * w / 100)) if w or split.mirror_percent else 0
+        # scaled by the weight plus the mirrored copies: the mirror filter copies every
+        # request of the rule, whichever backend answers it), at least one so mirrored or
+        # weighted requests find a pod.
+        load = min(100, w + split.mirror_percent)
+        c = max(1, math.ceil(s * load / 100)) if load else 0
         note = f"{w}% of requests by GRPCRoute weight"
         if split.mirror_percent:
             note += f"; {split.mirror_percent}% mirrored to the candidate"
