@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scorefleet.operator.announce import announce
+from scorefleet.operator.confirmed import Confirmed
 from scorefleet.operator.decide.children import (
     DEFAULTS,
     Defaults,
@@ -55,6 +56,8 @@ Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _COMPARED_META = ("labels", "annotations", "ownerReferences")
 _COMPARED_TOP = ("spec", "data")
 
+# Children confirmed equal to a manifest at a resourceVersion: those skip the dry run.
+CONFIRMED = Confirmed()
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -64,6 +67,7 @@ class ReconcileResult:
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
+    dry_runs: int = 0  # children compared through the API server (the rest were confirmed)
     status_written: bool = False
     transitions: list[Transition] = field(default_factory=list)
     invalid: InvalidSpec | None = None
@@ -157,6 +161,7 @@ def _apply_children(kube: Kube, desired: list[Manifest], existing: dict[tuple[st
     wanted = {child_key(m) for m in desired}
     for key in sorted(set(existing) - wanted):
         kube.delete(key[0], meta["namespace"], key[1])
+        CONFIRMED.forget(key[0], meta["namespace"], key[1])
         current.pop(key, None)
         result.deleted.append(f"{key[0]}/{key[1]}")
     return current, None
@@ -188,11 +193,17 @@ def _write_status(kube: Kube, body: Obj, new_status: dict[str, Any],
 def _apply_if_changed(kube: Kube, manifest: Manifest, live: Obj | None,
                       result: ReconcileResult) -> Obj:
     if live is not None:
+        if CONFIRMED.unchanged(manifest, live):
+            result.unchanged += 1
+            return live
         preview = kube.apply(manifest, dry_run=True)
+        result.dry_runs += 1
         if same_object(preview, live):
+            CONFIRMED.record(manifest, live)
             result.unchanged += 1
             return live
     applied = kube.apply(manifest)
+    CONFIRMED.record(manifest, applied)
     verb = "created" if live is None else "updated"
     result.applied.append(f"{manifest['kind']}/{manifest['metadata']['name']} {verb}")
     return applied

@@ -129,6 +129,14 @@ def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
     assert {k: get(k, n, namespace)["metadata"]["resourceVersion"]  # type: ignore[index]
             for k, n in [("deployment", "phish-stable"), ("configmap", "phish-stable"),
                          ("service", "phish")]} == versions
+    # The children it has confirmed at these resourceVersions need no dry run the next time
+    # (a steady resync: 1 GET and 3 LISTs, no longer 4 more dry runs)...
+    again = reconcile(kube, namespace, "phish", logging.getLogger("test"))
+    assert again is not None and (again.unchanged, again.dry_runs, again.applied) == (4, 0, [])
+    # ...while a child written since (here by hand) is compared through the API server again.
+    kubectl("label", "service", "phish", "-n", namespace, "touched=yes")
+    edited = reconcile(kube, namespace, "phish", logging.getLogger("test"))
+    assert edited is not None and edited.dry_runs >= 1
 
     # An update propagates: more replicas, a new batch size.
     kubectl("patch", "scoringpipeline", "phish", "-n", namespace, "--type=merge", "-p",
