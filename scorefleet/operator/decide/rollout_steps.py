@@ -68,8 +68,8 @@ class Run:
                                self.promoted, self.verdict)
 
 
-
 def step_status(spec: PipelineSpec, index: int) -> CanaryStatus:
+    """Canary step `index` as entered: its weight, its clock not started."""
     return CanaryStatus(step=index, weight=spec.rollout.canary.steps[index].weight)
 
 
