@@ -32,7 +32,7 @@ from scorefleet.operator.decide.children import (
 )
 from scorefleet.operator.decide.conditions import Transition
 from scorefleet.operator.decide.revision import desired_revision
-from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout
+from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout, first_route
 from scorefleet.operator.decide.status import (
     StatusInputs,
     decide_invalid_status,
@@ -127,8 +127,7 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     desired = decide_children(pipeline, tracks.tracks, defaults)
     if isinstance(desired, InvalidSpec):
         return _report_invalid(kube, body, desired, logger, at)
-    if rollout is not None:
-        desired += list(rollout.route.manifests)
+    desired += list((rollout.route if rollout is not None else first_route(pipeline)).manifests)
     # Act.
     result = ReconcileResult()
     current, apply_error = _apply_children(kube, desired, existing, result, logger)

@@ -24,6 +24,7 @@ from scorefleet.operator.decide.analysis import (
     judge_canary,
     judge_shadow,
     psi,
+    psi_noise,
     tally,
 )
 from scorefleet.scorer.metrics import DELTA_BUCKETS, SCORE_BUCKETS
@@ -349,3 +350,31 @@ def test_describe_puts_measured_beside_threshold() -> None:
     assert text == "errorRate 0.03 > 0.001 (Failed)"
     assert describe(checks(canary(track()))["requestCount"]) == "requestCount 1000 >= 200 " \
                                                                "(Successful)"
+
+
+def test_psi_sampling_noise_is_not_drift() -> None:
+    """Two samples of one score distribution: at a few hundred pairs the raw PSI is often above
+    the 0.1 limit on noise alone; less the expected noise, they pass, while a real shift (odds x4)
+    on as few pairs still fails."""
+    rng = np.random.default_rng(3)
+    raw_values, judged = [], []
+    for _ in range(20):
+        a = rng.choice(BASE, 300)
+        b = rng.choice(BASE, 300)
+        v = judge_shadow(ShadowSpec(min_agreement=0.0), 200, shadow_window(a, b))
+        raw_values.append(psi(bucket_counts(histogram(a)), bucket_counts(histogram(b))))
+        judged.append(checks(v)["scoreDrift"])
+    # What the uncorrected check would have failed (about a third at 300 pairs; 95% at 100).
+    assert sum(r > 0.1 for r in raw_values) >= 4
+    assert sum(c.result == "Failed" for c in judged) <= 1
+    assert "less its sampling noise" in judged[0].message
+    small = rng.choice(BASE, 300)
+    drifted = 1.0 / (1.0 + (1.0 / small - 1.0) / 4.0)
+    v = judge_shadow(ShadowSpec(min_agreement=0.0), 200, shadow_window(small, drifted))
+    assert checks(v)["scoreDrift"].result == "Failed"
+
+
+def test_psi_noise_of_nothing_is_nothing() -> None:
+    assert psi_noise([0, 0], [0, 0]) == 0.0
+    assert psi_noise([10, 0, 0], [10, 0, 0]) == 0.0  # one bucket in use: no freedom
+    assert psi_noise([50, 50], [100, 0]) == pytest.approx(1 / 100 + 1 / 100)

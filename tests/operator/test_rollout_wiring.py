@@ -182,3 +182,13 @@ def test_grpcroute_mirrors_to_the_candidate_only_while_it_serves() -> None:
                                      T0 + timedelta(seconds=30))
     assert status.rollout is not None and status.rollout.phase == "Aborted"
     assert mirror(outcome) == [] and outcome.route.candidate_replicas == 0
+
+
+def test_a_rollout_ended_in_shadow_leaves_no_candidate_track() -> None:
+    p = established({"rollout": {"strategy": "ShadowThenCanary"}})
+    p.reconcile(observed(stable=dep(V1, 2)), T0)
+    p.annotations = {ACTION_ANNOTATION: "abort 1"}
+    outcome, status, _ = p.reconcile(observed(stable=dep(V1, 2)), T0 + timedelta(seconds=30))
+    assert status.rollout is not None and status.rollout.phase == "Aborted"
+    assert [t.track for t in outcome.tracks] == ["stable"]
+    assert outcome.tracks[0].shadow is None  # and the stable pods stop shadowing

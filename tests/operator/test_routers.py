@@ -131,3 +131,13 @@ def test_weights_always_sum_to_100(weight: int, present: bool) -> None:
 def test_route_requires_its_spec() -> None:
     with pytest.raises(ValueError, match="grpcRoute is required"):
         grpc_route(make_pipeline(), Split(2))
+
+
+def test_the_route_exists_from_the_first_deploy() -> None:
+    from scorefleet.operator.decide.rollout_plan import first_route
+
+    plan = first_route(route_pipeline())
+    assert backends(plan) == [("phish-stable", 100)]
+    assert [m["metadata"]["name"] for m in plan.manifests if m["kind"] == "Service"] == [
+        "phish-stable"]
+    assert first_route(make_pipeline()).manifests == ()  # Replicas: nothing of its own

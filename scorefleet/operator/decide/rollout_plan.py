@@ -99,6 +99,13 @@ def plan_for(pipeline: ScoringPipeline, traffic: TrafficPlan, stable: Revision,
     return tuple(tracks), route
 
 
+def first_route(pipeline: ScoringPipeline) -> RoutePlan:
+    """The route while the first model is deployed (no rollout yet): everything to stable, so a
+    gateway has its route and the stable Service from the start, not only once it is Ready."""
+    return router_for(pipeline.spec.rollout.router).plan(
+        pipeline, Split(stable_replicas=pipeline.spec.scaling.min_replicas))
+
+
 def ready_for(pipeline: ScoringPipeline, context: RolloutContext, observed: Observed) -> bool:
     """Is the persisted state's plan in effect (judged on the children as observed)?"""
     if context.stable is None or context.state is None:

@@ -111,8 +111,9 @@ def traffic_for(state: RolloutState | None) -> TrafficPlan:
                            candidate_track="serving" if weight or phase == "Canary" else "absent",
                            stable_runs_candidate=phase == "Promoting")
     if phase in ("Failed", "Aborted"):
-        # Kept at zero replicas, not deleted: a retry starts fast and the pods' events stay.
-        return TrafficPlan(candidate_track="zero")
+        # A canary's candidate track is kept at zero replicas, not deleted: a retry starts fast
+        # and the pods' events stay. A rollout that ended in shadow never had one to keep.
+        return TrafficPlan(candidate_track="zero" if state.canary is not None else "absent")
     return STABLE_ONLY
 
 
