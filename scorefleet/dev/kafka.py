@@ -10,8 +10,8 @@ changed pom gets a fresh directory and nothing has to be invalidated by hand.
 A :class:`KafkaBroker` formats a fresh log directory with a new cluster id, runs
 ``java -cp 'lib/*' kafka.Kafka server.properties`` in a session of its own on free ports, and is
 ready when a client gets metadata listing the broker: an open port is not enough (the broker
-listens before the controller has elected itself). ``stop`` signals the process group; the same
-broker can be started again on the same ports and data (the broker-restart fault tests).
+listens before the controller has elected itself). Stopping, killing and restarting on the same
+ports and data (the broker-restart fault tests) are :class:`processes.ProcessGroupServer`'s.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from scorefleet.dev import locks, paths, processes
 
@@ -41,7 +39,6 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 JVM_FLAGS = ("-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "-Djava.awt.headless=true")
 READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
 
 
 class KafkaError(RuntimeError):
@@ -136,22 +133,23 @@ def server_properties(port: int, controller_port: int, log_dir: Path, partitions
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-class KafkaBroker:
+class KafkaBroker(processes.ProcessGroupServer):
     """One broker process and its files under ``workdir``.
 
     ``with KafkaBroker(tmp) as broker: broker.bootstrap`` starts and stops it.
     """
 
+    ready_timeout = READY_TIMEOUT
+
     def __init__(self, workdir: Path, *, partitions: int = 6) -> None:
         self.workdir = workdir
         self.lib = fetch_jars()
         self.java = java_binary()
+        super().__init__(workdir / "kafka.log", self.java)
         self.port, self.controller_port = processes.free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.config = workdir / "server.properties"
         self.log_dir = workdir / "data"
-        self.log_path = workdir / "kafka.log"
-        self.pid: int | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(server_properties(self.port, self.controller_port, self.log_dir,
                                                  partitions))
@@ -168,25 +166,12 @@ class KafkaBroker:
         if proc.returncode != 0:
             raise KafkaError(f"kafka storage format failed: {(proc.stdout + proc.stderr)[-2000:]}")
 
-    def start(self, timeout: float = READY_TIMEOUT) -> KafkaBroker:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         env_log4j = self.workdir / "log4j2.properties"
         env_log4j.write_text(LOG4J2)
-        argv = [self.java, *JVM_FLAGS, f"-Dlog4j2.configurationFile={env_log4j}",
-                f"-Dkafka.logs.dir={self.workdir}", "-cp", self._classpath(), "kafka.Kafka",
-                str(self.config)]
-        self.pid = processes.spawn(argv, self.log_path)
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None and processes.is_running(self.pid, self.java)
+        self._spawn([self.java, *JVM_FLAGS, f"-Dlog4j2.configurationFile={env_log4j}",
+                     f"-Dkafka.logs.dir={self.workdir}", "-cp", self._classpath(), "kafka.Kafka",
+                     str(self.config)])
 
     def _wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
@@ -196,42 +181,13 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid is None or not processes.is_running(self.pid):
-                reason = processes.exit_reason(self.pid) if self.pid else "not started"
-                raise KafkaError(f"broker exited ({reason}); log:\n{self.log_tail()}")
+                raise KafkaError(f"broker exited ({self.exit_reason()}); log:\n{self.log_tail()}")
             with contextlib.suppress(Exception):
                 meta = admin.list_topics(timeout=1.0)
                 if 1 in meta.brokers:
                     return
             time.sleep(0.1)
         raise KafkaError(f"broker not ready within {timeout:.0f}s; log:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM the broker's process group, SIGKILL after ``timeout``; idempotent."""
-        if self.pid is not None:
-            processes.terminate(self.pid, self.java, timeout=timeout)
-            processes.exit_reason(self.pid)  # reap
-            self.pid = None
-
-    def kill(self) -> None:
-        """SIGKILL at once (a crash, not a shutdown)."""
-        if self.pid is not None and processes.is_running(self.pid, self.java):
-            os.killpg(self.pid, signal.SIGKILL)
-            while processes.is_running(self.pid):
-                time.sleep(0.02)
-        self.pid = None
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 # Broker logs to the console (our log file), WARN and up, plus the line that says it started.

@@ -19,6 +19,8 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def free_port() -> int:
@@ -144,3 +146,80 @@ def terminate(pid: int, binary: str | None, timeout: float = 15.0) -> None:
                 return
             time.sleep(0.05)
     raise RuntimeError(f"process {pid} survived SIGKILL")
+
+
+class ProcessGroupServer:
+    """A server process we spawn in a session of its own (:func:`spawn`), stopped by group.
+
+    Subclasses say how to start and when the server is ready (``start``); the rest is shared:
+    stop (SIGTERM to the group, SIGKILL after a timeout), kill (a crash, not a shutdown), the log
+    tail for error messages, and ``with server:`` = start ... stop. The same object can be
+    stopped and started again (the fault tests restart brokers and Redis).
+
+    ``match_binary``: the binary the pid must still be running for us to signal it (guards
+    against a reused pid); None for servers that rewrite their own command line (redis-server).
+    """
+
+    ready_timeout = 60.0
+
+    def __init__(self, log_path: Path, match_binary: str | None) -> None:
+        self.log_path = log_path
+        self.match_binary = match_binary
+        self.pid: int | None = None
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Spawn (if not running) and wait until ready; stops what it spawned on failure."""
+        if self.running:
+            return self
+        self._launch()
+        try:
+            self._wait_ready(self.ready_timeout if timeout is None else timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self) -> None:
+        raise NotImplementedError
+
+    def _wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and is_running(self.pid, self.match_binary)
+
+    def _spawn(self, argv: Sequence[str]) -> None:
+        self.pid = spawn(argv, self.log_path)
+
+    def exit_reason(self) -> str:
+        return exit_reason(self.pid) if self.pid is not None else "not started"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group, SIGKILL after ``timeout``; idempotent."""
+        if self.pid is not None:
+            terminate(self.pid, self.match_binary, timeout=timeout)
+            exit_reason(self.pid)  # reap
+            self.pid = None
+
+    def kill(self) -> None:
+        """SIGKILL the group at once (a crash, not a shutdown)."""
+        if self.pid is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            while is_running(self.pid):
+                time.sleep(0.02)
+        self.pid = None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -10,12 +10,9 @@ which is exactly the "features missing" case the miss policy has to handle.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
-from types import TracebackType
 
 from scorefleet.dev import processes
 
@@ -35,38 +32,26 @@ def redis_binary() -> str:
     return binary
 
 
-class RedisServer:
+class RedisServer(processes.ProcessGroupServer):
     """``with RedisServer(tmp) as redis: redis.url``."""
+
+    ready_timeout = READY_TIMEOUT
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.binary = redis_binary()
+        # redis-server rewrites its own argv (process title), so the command line cannot be
+        # matched against the binary; the pid is ours for the life of this object.
+        super().__init__(workdir / "redis.log", None)
         self.port = processes.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"redis://{self.address}/0"
-        self.log_path = workdir / "redis.log"
-        self.pid: int | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = READY_TIMEOUT) -> RedisServer:
-        if self.running:
-            return self
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no",
-                "--daemonize", "no"]
-        self.pid = processes.spawn(argv, self.log_path)
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    @property
-    def running(self) -> bool:
-        # redis-server rewrites its own argv (process title), so the command line cannot be
-        # matched against the binary; the pid is ours for the life of this object.
-        return self.pid is not None and processes.is_running(self.pid)
+    def _launch(self) -> None:
+        self._spawn([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no",
+                     "--daemonize", "no"])
 
     def _wait_ready(self, timeout: float) -> None:
         import redis
@@ -77,8 +62,8 @@ class RedisServer:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if not self.running:
-                    reason = processes.exit_reason(self.pid) if self.pid else "not started"
-                    raise RedisError(f"redis-server exited ({reason}); log:\n{self.log_tail()}")
+                    raise RedisError(f"redis-server exited ({self.exit_reason()}); log:\n"
+                                     f"{self.log_tail()}")
                 with contextlib.suppress(redis.RedisError):
                     if client.ping():
                         return
@@ -86,30 +71,3 @@ class RedisServer:
             raise RedisError(f"redis-server not ready within {timeout:.0f}s")
         finally:
             client.close()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout``; idempotent."""
-        if self.pid is not None:
-            processes.terminate(self.pid, None, timeout=timeout)
-            processes.exit_reason(self.pid)
-            self.pid = None
-
-    def kill(self) -> None:
-        if self.pid is not None and self.running:
-            os.killpg(self.pid, signal.SIGKILL)
-            while processes.is_running(self.pid):
-                time.sleep(0.02)
-        self.pid = None
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
