@@ -84,6 +84,11 @@ class KafkaStreamConfig(CamelModel):
     features_field: str = "features"
     max_batch_size: int = Field(default=500, ge=1, le=10000)
     max_batch_wait_seconds: float = Field(default=0.02, ge=0.0, le=10.0)
+    max_batches_in_flight: int = Field(
+        default=4, ge=1, le=64,
+        description="Batches whose verdicts may await acknowledgement while the next is "
+                    "fetched and scored; 1 = wait for every batch (no pipelining). Not in the "
+                    "CRD: a scorer tuning knob (and the benchmark's before/after switch).")
     max_poll_interval_seconds: float = Field(default=300.0, gt=0.0,
                                              le=b.MAX_POLL_INTERVAL_SECONDS)
     session_timeout_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)

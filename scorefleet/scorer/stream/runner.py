@@ -1,24 +1,30 @@
-"""The stream loop of one worker: fetch a batch, enrich, score, produce, acknowledge, commit.
+"""The stream loop of one worker, pipelined: score batch k+1 while batch k's verdicts are acked.
 
 ::
 
-    fetch (<= maxBatchSize, <= maxBatchWait) --> decode --> Redis read (one pipeline)
-        --> score (the worker's ScoringEngine: same model, batcher and shadow as gRPC)
-        --> produce verdicts + dead letters --> wait for every acknowledgement
-        --> offsets pending --> commit --> next fetch
+    fetch (<= maxBatchSize, <= maxBatchWait) --> score (batch.BatchScorer) --> produce
+        verdicts + dead letters (no wait) --> next fetch ...
+                          |
+       delivery reports --+--> oldest batches fully acknowledged, in fetch order
+                               --> offsets pending --> commit (asynchronous, <= 10/s)
 
-Nothing is committed before its verdict is acknowledged, so a crash at any point replays at most
-the batch in hand (at-least-once). A message that cannot be decoded or scored goes to the
-dead-letter topic, and the batch goes on: no crash loop on a poison message. Producer failures
-(a broker restart) hold the batch until the broker is back; nothing is skipped.
+At most ``maxBatchesInFlight`` batches wait for acknowledgements; past that the loop waits for
+the oldest. Nothing is committed before every verdict and dead letter of that batch and of
+every batch fetched before it is acknowledged, so a crash replays at most the batches in flight
+plus the last commit interval (at-least-once; replays are counted as duplicates). A message
+that cannot be decoded or scored goes to the dead-letter topic and the batch goes on. A broker
+outage holds the batches in the producer (it retries for up to 10 min) and, once the window is
+full, stops fetching: nothing is skipped.
 
-Stop (SIGTERM): the loop finishes the batch in hand (scored, acknowledged, committed), then the
-consumer leaves the group (its partitions move to the other pods at once instead of after the
-session timeout) and the worker exits.
+Stop (SIGTERM): stop fetching, wait until every batch in flight is acknowledged, commit
+synchronously, leave the group (its partitions move to the other pods at once), exit. A
+rebalance that takes partitions away does the same inside the revoke callback before the
+partitions move, so a scale-up or scale-down replays nothing.
 
-Blocking client calls (fetch, flush, commit, the Redis read) run in a thread so the event loop
-keeps serving gRPC meanwhile; they are awaited one at a time, so the consumer is never used from
-two threads at once.
+Threads: blocking client calls (fetch, Redis read, waits for acknowledgements) run in a thread
+so the event loop keeps serving gRPC; they are awaited one at a time, so the consumer, the
+offset book and the batches in flight are never touched from two threads at once (delivery
+reports and rebalance callbacks run inside those calls).
 """
 
 from __future__ import annotations
@@ -29,22 +35,16 @@ import time
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.cimpl import TopicPartition
 
 from scorefleet.api.scorer_config import KafkaStreamConfig, OnlineFeaturesConfig
 from scorefleet.scorer.engine import ScoringEngine
-from scorefleet.scorer.errors import Expired, ScoringError, Shed, Unavailable
 from scorefleet.scorer.metrics import observe_many
-from scorefleet.scorer.model_store import LoadedModel
+from scorefleet.scorer.stream.batch import BatchScorer, ScoredBatch
 from scorefleet.scorer.stream.clients import consumer_settings, producer_settings
-from scorefleet.scorer.stream.events import (
-    Decoder,
-    Event,
-    Rejected,
-    dead_letter_headers,
-    verdict_json,
-)
+from scorefleet.scorer.stream.delivery import Deliveries
+from scorefleet.scorer.stream.events import dead_letter_headers, verdict_json
 from scorefleet.scorer.stream.features import OnlineFeatures
 from scorefleet.scorer.stream.metrics import StreamMetrics
 from scorefleet.scorer.stream.offsets import OffsetBook
@@ -52,8 +52,11 @@ from scorefleet.scorer.stream.offsets import OffsetBook
 log = logging.getLogger(__name__)
 
 LAG_EVERY_SECONDS = 1.0
+COMMIT_EVERY_SECONDS = 0.1
 COMMIT_ATTEMPTS = 3
 READY_POLL_SECONDS = 0.2
+ACK_WAIT_SECONDS = 0.05
+RESEND_DELAY_SECONDS = 0.5
 
 
 class StreamRunner:
@@ -70,9 +73,11 @@ class StreamRunner:
         self.stopping = asyncio.Event()
         self.consumer: Any = None
         self.producer: Any = None
-        self.features: OnlineFeatures | None = None
-        self._failed: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self.deliveries: Deliveries | None = None
+        self.scorer: BatchScorer | None = None
+        self.owned: set[int] = set()  # partitions assigned to this member right now
         self._next_lag = 0.0
+        self._next_commit = 0.0
         self.batches = 0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -81,26 +86,28 @@ class StreamRunner:
         """Consume until :meth:`request_stop`; always leaves the group on the way out."""
         if not await self._wait_for_model():
             return
-        # One delivery callback for every message, set once (cheaper than one per produce).
-        self.producer = Producer({**producer_settings(self.cfg, self.client_id),
-                                  "on_delivery": self._on_delivery})
-        self.consumer = Consumer(consumer_settings(self.cfg, self.client_id))
-        if self.features_cfg is not None:
-            self.features = OnlineFeatures(self.features_cfg)
-        self.consumer.subscribe([self.cfg.topic], on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        log.info("stream: consuming %s as group %s, verdicts to %s", self.cfg.topic,
-                 self.cfg.consumer_group, self.cfg.verdict_topic)
+        self.producer = Producer(producer_settings(self.cfg, self.client_id))
+        self.deliveries = Deliveries(self.producer)
+        self.consumer = Consumer({**consumer_settings(self.cfg, self.client_id),
+                                  "on_commit": self._on_commit})
+        features = OnlineFeatures(self.features_cfg) if self.features_cfg is not None else None
+        self.scorer = BatchScorer(self.engine, self.metrics, self.cfg, self.features_cfg,
+                                  features, self.book)
+        self.consumer.subscribe([self.cfg.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("stream: consuming %s as group %s, verdicts to %s (%d batches in flight)",
+                 self.cfg.topic, self.cfg.consumer_group, self.cfg.verdict_topic,
+                 self.cfg.max_batches_in_flight)
         try:
             while not self.stopping.is_set():
-                messages = await asyncio.to_thread(self.consumer.consume,
-                                                   self.cfg.max_batch_size,
-                                                   self.cfg.max_batch_wait_seconds)
+                messages = await asyncio.to_thread(self._fetch)
                 if messages:
-                    await self._process(messages)
+                    self._produce(await self.scorer.score(messages))
+                    self.batches += 1
+                await self._settle()
                 self._refresh_lag()
         finally:
-            await self._close()
+            await self._close(features)
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -112,217 +119,94 @@ class StreamRunner:
             await asyncio.sleep(READY_POLL_SECONDS)
         return True
 
-    async def _close(self) -> None:
-        consumer, producer = self.consumer, self.producer
-        if consumer is not None:
-            # Offsets still pending (a commit failed) get one more try before leaving.
-            await self._commit()
-            await asyncio.to_thread(consumer.close)  # leaves the group: partitions move now
-        if producer is not None:
-            await asyncio.to_thread(producer.flush, 10.0)
-        if self.features is not None:
-            self.features.close()
+    async def _close(self, features: OnlineFeatures | None) -> None:
+        if self.consumer is not None:
+            await asyncio.to_thread(self._drain)
+            await self._commit_now()  # what is pending, before leaving
+            await asyncio.to_thread(self.consumer.close)  # leaves the group: partitions move now
+        if self.producer is not None:
+            await asyncio.to_thread(self.producer.flush, 10.0)
+        if features is not None:
+            features.close()
         log.info("stream: left group %s after %d batches", self.cfg.consumer_group,
                  self.batches)
 
-    # --- one batch -------------------------------------------------------------------------
+    # --- the pipeline ----------------------------------------------------------------------
 
-    async def _process(self, messages: list[Message]) -> None:
-        events, rejected, positions = self._decode(messages)
-        self.metrics.consumed.inc(len(positions))
-        missing: list[str | None] = [None] * len(events)
-        online = None
-        if self.features is not None and events:
-            events, rejected, online, missing = await self._enrich(events, rejected)
-        x = None
-        if events:
-            events, missing, x = self._assemble(events, online, missing, rejected)
-        scores, model = await self._score(events, x, rejected)
-        if model is None:
-            events = []
-        self._produce(events, scores, model, missing, rejected)
-        await self._await_acknowledgements()
-        produced_at = time.time()
-        self._record(events, scores, model, rejected, produced_at)
-        self.book.acknowledge(positions)
-        await self._commit()
-        self.batches += 1
+    def _fetch(self) -> list[Any]:
+        """In a thread: the next batch, then earlier batches' delivery reports."""
+        messages: list[Any] = self.consumer.consume(self.cfg.max_batch_size,
+                                                     self.cfg.max_batch_wait_seconds)
+        self.producer.poll(0)
+        return messages
 
-    def _decode(self, messages: list[Message],
-                ) -> tuple[list[Event], list[Rejected], list[tuple[int, int]]]:
-        model = self.engine.primary
-        assert model is not None
-        online_width = len(self.features_cfg.features) if self.features_cfg else 0
-        decoder = Decoder(self.cfg.event_id_field, self.cfg.features_field,
-                          self.features_cfg.key_field() if self.features_cfg else None,
-                          max(0, model.num_features - online_width))
-        events: list[Event] = []
-        rejected: list[Rejected] = []
-        positions: list[tuple[int, int]] = []
-        book = self.book
-        duplicates = 0
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("stream: fetch error: %s", err)
-                continue
-            partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None
-            positions.append((partition, offset))
-            if book.is_replay(partition, offset):
-                duplicates += 1
-            ts_type, ts = msg.timestamp()
-            decoded = decoder.decode(partition, offset, msg.key(), msg.value(),
-                                     ts if ts_type != 0 else -1)
-            if isinstance(decoded, Event):
-                events.append(decoded)
-            else:
-                rejected.append(decoded)
-        if model.num_features < online_width:
-            rejected += [e.reject(f"model expects {model.num_features} features but "
-                                  f"onlineFeatures names {online_width}") for e in events]
-            events = []
-        if duplicates:
-            self.metrics.duplicates.inc(duplicates)
-        return events, rejected, positions
+    def _produce(self, scored: ScoredBatch) -> None:
+        assert self.deliveries is not None
+        batch = self.deliveries.open(scored.positions)
+        send = self.deliveries.send
+        if scored.events and scored.model is not None:
+            topic, track, version = self.cfg.verdict_topic, self.track, scored.model.version
+            decisions = scored.model.decide(scored.scores)
+            for e, score, decision, miss in zip(scored.events, scored.scores.tolist(),
+                                                decisions.tolist(), scored.missing,
+                                                strict=True):
+                send(batch, topic, verdict_json(e.event_id, score, decision, version, track,
+                                                miss is not None, e), e.key)
+        for r in scored.rejected:
+            send(batch, self.cfg.dead_letter_topic, r.value, r.key,
+                 dead_letter_headers(r.reason, self.cfg.topic, r.partition, r.offset))
+        batch.record = lambda acked_at: self._record(scored, acked_at)
 
-    async def _enrich(self, events: list[Event], rejected: list[Rejected],
-                      ) -> tuple[list[Event], list[Rejected], Any, list[str | None]]:
-        assert self.features is not None and self.features_cfg is not None
-        started = time.perf_counter()
-        rows = await asyncio.to_thread(self.features.read, [e.entity or "" for e in events],
-                                       time.time())
-        self.metrics.feature_read.observe(time.perf_counter() - started)
-        if rows.error:
-            log.warning("stream: online features unavailable for %d events (%s): %s",
-                        len(events), self.features_cfg.on_miss, rows.error)
-        counts: dict[str, int] = {}
-        for reason in rows.missing:
-            if reason is not None:
-                counts[reason] = counts.get(reason, 0) + 1
-        for reason, n in counts.items():
-            self.metrics.features_missing(reason, n)
-        if not counts or self.features_cfg.on_miss == "Defaults":
-            return events, rejected, rows.values, rows.missing
-        keep = [i for i, r in enumerate(rows.missing) if r is None]
-        for i, reason in enumerate(rows.missing):
-            if reason is not None:
-                e = events[i]
-                detail = f": {rows.error}" if rows.error else ""
-                rejected.append(e.reject(f"online features {reason} for key "
-                                         f"{self.features.key(e.entity or '')}{detail}"))
-        return [events[i] for i in keep], rejected, rows.values[keep], [None] * len(keep)
-
-    @staticmethod
-    def _assemble(events: list[Event], online: Any, missing: list[str | None],
-                  rejected: list[Rejected]) -> tuple[list[Event], list[str | None], Any]:
-        """The model input: inline features then online ones, one float32 row per event."""
-        inline = np.array([e.features for e in events], dtype=np.float32).reshape(
-            len(events), -1)
-        x = inline if online is None else np.hstack([inline, online]).astype(np.float32)
-        finite = np.isfinite(x).all(axis=1)
-        if finite.all():
-            return events, missing, x
-        # Finite as JSON numbers but beyond float32 (|v| > 3.4e38): those events alone.
-        for i in np.flatnonzero(~finite).tolist():
-            rejected.append(events[i].reject("features out of float32 range (|value| > 3.4e38)"))
-        keep = np.flatnonzero(finite).tolist()
-        return [events[i] for i in keep], [missing[i] for i in keep], x[keep]
-
-    async def _score(self, events: list[Event], x: Any, rejected: list[Rejected],
-                     ) -> tuple[Any, LoadedModel | None]:
-        if not events:
-            return None, None
+    async def _settle(self) -> None:
+        """Release acknowledged batches; wait while the window of batches in flight is full."""
+        assert self.deliveries is not None
+        self.producer.poll(0)
         while True:
-            try:
-                return await self._score_chunks(x)
-            except (Unavailable, Shed, Expired):
-                # No model right now, or the batcher is full of gRPC work: the events are
-                # fine, so hold the batch and retry; dropping them would lose them.
-                await asyncio.sleep(READY_POLL_SECONDS)
-            except ScoringError as exc:
-                rejected += [e.reject(f"not scorable: {exc.message}") for e in events]
-                return None, None
+            if self.deliveries.any_failed:
+                await asyncio.sleep(RESEND_DELAY_SECONDS)
+                self.deliveries.resend_failed()
+            self._release()
+            if len(self.deliveries) < self.cfg.max_batches_in_flight:
+                break
+            await asyncio.to_thread(self.producer.poll, ACK_WAIT_SECONDS)
+        self._commit_soon()
 
-    async def _score_chunks(self, x: Any) -> tuple[Any, LoadedModel]:
-        """Score in pieces the batcher's queue bound admits (maxBatchSize may exceed it)."""
-        step = max(1, self.engine.max_events_per_rpc // 2)
-        if len(x) <= step:
-            scores, model = await self.engine.score(x, len(x), None)
-            return scores, model
-        parts, models = [], set()
-        for start in range(0, len(x), step):
-            chunk = x[start:start + step]
-            scores, model = await self.engine.score(chunk, len(chunk), None)
-            parts.append(scores)
-            models.add(model)
-        if len(models) > 1:
-            # A model swap between chunks: score the whole batch again with one model, so a
-            # batch's verdicts name one version.
-            return await self._score_chunks(x)
-        return np.concatenate(parts), models.pop()
+    def _release(self) -> None:
+        """Oldest acknowledged batches -> their offsets become committable, metrics counted."""
+        assert self.deliveries is not None
+        done = self.deliveries.pop_acknowledged()
+        if not done:
+            return
+        now, owned = time.time(), self.owned
+        for batch in done:
+            # A partition lost meanwhile (session expired) is not ours to commit any more.
+            self.book.acknowledge([p for p in batch.positions if p[0] in owned])
+            if batch.record is not None:
+                batch.record(now)
 
-    # --- producing and acknowledgements ----------------------------------------------------
+    def _drain(self) -> None:
+        """Blocking (a thread or a rebalance callback): until every batch is acknowledged."""
+        deliveries = self.deliveries
+        if deliveries is None:
+            return
+        while len(deliveries):
+            self.producer.flush(1.0)
+            if deliveries.any_failed:
+                time.sleep(RESEND_DELAY_SECONDS)
+                deliveries.resend_failed()
+            self._release()
 
-    def _on_delivery(self, err: Any, msg: Message) -> None:
-        if err is not None:
-            self._failed.append((str(msg.topic()), msg.key(), msg.value(), msg.headers()))
-            log.warning("stream: delivery to %s failed (%s); will resend", msg.topic(), err)
-
-    def _send(self, topic: str, value: bytes | None, key: bytes | None,
-              headers: Any = None) -> None:
-        producer = self.producer
-        while True:
-            try:
-                if headers is None:
-                    producer.produce(topic, value, key)
-                else:
-                    producer.produce(topic, value, key, headers=headers)
-                return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
-
-    def _produce(self, events: list[Event], scores: Any, model: LoadedModel | None,
-                 missing: list[str | None], rejected: list[Rejected]) -> None:
-        topic = self.cfg.verdict_topic
-        track = self.track
-        if events and model is not None:
-            version = model.version
-            decisions = model.decide(scores)
-            for e, score, decision, miss in zip(events, scores.tolist(), decisions.tolist(),
-                                                missing, strict=True):
-                self._send(topic, verdict_json(e.event_id, score, decision, version, track,
-                                               miss is not None, e), e.key)
-        for r in rejected:
-            self._send(self.cfg.dead_letter_topic, r.value, r.key,
-                       dead_letter_headers(r.reason, self.cfg.topic, r.partition, r.offset))
-
-    async def _await_acknowledgements(self) -> None:
-        """Until every message of the batch is acknowledged; failed ones are sent again."""
-        producer = self.producer
-        while True:
-            while await asyncio.to_thread(producer.flush, 1.0) > 0:
-                pass
-            if not self._failed:
-                return
-            failed, self._failed = self._failed, []
-            await asyncio.sleep(0.5)
-            for topic, key, value, headers in failed:
-                self._send(topic, value, key, headers)
-
-    def _record(self, events: list[Event], scores: Any, model: LoadedModel | None,
-                rejected: list[Rejected], produced_at: float) -> None:
+    def _record(self, scored: ScoredBatch, acked_at: float) -> None:
         m = self.metrics
-        if events and model is not None:
-            positives = int(np.count_nonzero(model.decide(scores)))
-            m.verdicts(model.version, positives, len(events) - positives)
-            stamps = np.array([e.timestamp_ms for e in events], dtype=np.float64)
+        if scored.events and scored.model is not None:
+            positives = int(np.count_nonzero(scored.model.decide(scored.scores)))
+            m.verdicts(scored.model.version, positives, len(scored.events) - positives)
+            stamps = np.array([e.timestamp_ms for e in scored.events], dtype=np.float64)
             stamps = stamps[stamps > 0]
             if stamps.size:
-                observe_many(m.e2e, np.maximum(produced_at - stamps / 1000.0, 0.0))
+                observe_many(m.e2e, np.maximum(acked_at - stamps / 1000.0, 0.0))
         counts: dict[str, int] = {}
-        for r in rejected:
+        for r in scored.rejected:
             label = _reason_label(r.reason)
             counts[label] = counts.get(label, 0) + 1
         for label, n in counts.items():
@@ -330,14 +214,38 @@ class StreamRunner:
 
     # --- offsets ---------------------------------------------------------------------------
 
-    async def _commit(self) -> None:
+    def _offsets(self, pending: dict[int, int]) -> list[TopicPartition]:
+        return [TopicPartition(self.cfg.topic, p, o) for p, o in pending.items()]
+
+    def _commit_soon(self) -> None:
+        """An asynchronous commit of what is pending, at most every COMMIT_EVERY_SECONDS; the
+        result arrives in :meth:`_on_commit` (a failure leaves the offsets pending)."""
+        now = time.monotonic()
+        if not self.book.pending or now < self._next_commit:
+            return
+        self._next_commit = now + COMMIT_EVERY_SECONDS
+        try:
+            self.consumer.commit(offsets=self._offsets(self.book.pending), asynchronous=True)
+        except KafkaException as exc:
+            self.metrics.commit(False)
+            log.warning("stream: commit failed: %s", exc)
+
+    def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            self.metrics.commit(False)
+            log.warning("stream: commit failed (retried with the next offsets): %s", err)
+            return
+        self.metrics.commit(True)
+        self.book.committed({tp.partition: tp.offset for tp in partitions
+                             if tp.topic == self.cfg.topic and tp.error is None})
+
+    async def _commit_now(self) -> None:
         pending = dict(self.book.pending)
         if not pending or self.consumer is None:
             return
-        offsets = [TopicPartition(self.cfg.topic, p, o) for p, o in pending.items()]
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                await asyncio.to_thread(self.consumer.commit, offsets=offsets,
+                await asyncio.to_thread(self.consumer.commit, offsets=self._offsets(pending),
                                         asynchronous=False)
             except KafkaException as exc:
                 self.metrics.commit(False)
@@ -346,19 +254,23 @@ class StreamRunner:
                     return  # partitions moved; their new owner replays (counted there)
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
-            self.metrics.commit(True)
             self.book.committed(pending)
             return
 
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.owned |= {tp.partition for tp in partitions if tp.topic == self.cfg.topic}
+        log.info("stream: partitions assigned: %s", sorted(self.owned))
+
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Runs inside consume(): no batch is in hand, so pending offsets are all acknowledged.
+        # Inside consume(): before the partitions move, every batch in flight is acknowledged
+        # and committed, so their new owner starts exactly after our last verdict.
         mine = [tp.partition for tp in partitions if tp.topic == self.cfg.topic]
+        self._drain()
         last = self.book.forget(mine)
+        self.owned -= set(mine)
         if last:
             try:
-                consumer.commit(offsets=[TopicPartition(self.cfg.topic, p, o)
-                                         for p, o in last.items()], asynchronous=False)
-                self.metrics.commit(True)
+                consumer.commit(offsets=self._offsets(last), asynchronous=False)
             except KafkaException as exc:
                 self.metrics.commit(False)
                 log.warning("stream: commit on revoke failed: %s", exc)
@@ -369,6 +281,7 @@ class StreamRunner:
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         mine = [tp.partition for tp in partitions if tp.topic == self.cfg.topic]
         self.book.forget(mine)
+        self.owned -= set(mine)
         for p in mine:
             self.metrics.lag(self.cfg.topic, p, 0)
         log.warning("stream: partitions lost (session expired): %s", mine)
@@ -405,4 +318,3 @@ def _reason_label(reason: str) -> str:
         if reason.startswith(prefix):
             return label
     return "invalid_event"
-
