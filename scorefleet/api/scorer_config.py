@@ -72,6 +72,19 @@ class ShadowScoringConfig(CamelModel):
 KEY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class StreamCanaryConfig(CamelModel):
+    """A canary on a stream: the candidate's share of events, chosen by a stable hash of each
+    event's key and scored by the candidate track over gRPC (rendered by the operator into the
+    stable track's config while a canary step runs)."""
+
+    address: str = Field(min_length=3, description="host:port of the candidate track's gRPC "
+                                                   "Service.")
+    weight: int = Field(ge=0, le=100, description="Percent of events the candidate scores.")
+    timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0,
+                                   description="Per candidate call; past it, or on any error, "
+                                               "the stable model scores those events.")
+
+
 class KafkaStreamConfig(CamelModel):
     """Stream mode: consume JSON events, produce verdicts (spec.source.kafka, resolved)."""
 
@@ -89,6 +102,7 @@ class KafkaStreamConfig(CamelModel):
         description="Batches whose verdicts may await acknowledgement while the next is "
                     "fetched and scored; 1 = wait for every batch (no pipelining). Not in the "
                     "CRD: a scorer tuning knob (and the benchmark's before/after switch).")
+    canary: StreamCanaryConfig | None = None
     max_poll_interval_seconds: float = Field(default=300.0, gt=0.0,
                                              le=b.MAX_POLL_INTERVAL_SECONDS)
     session_timeout_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)

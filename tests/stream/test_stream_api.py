@@ -112,3 +112,43 @@ def test_sasl_without_credentials_is_refused_by_the_scorer(tmp_path: Any) -> Non
         assert settings["security.protocol"] == "sasl_ssl"
         assert settings["sasl.mechanism"] == "SCRAM-SHA-256"
         assert (settings["sasl.username"], settings["sasl.password"]) == ("scorer", "s3cret")
+
+
+def test_a_stream_canary_is_a_key_hash_share_given_to_the_stable_consumers() -> None:
+    """The stable track keeps the only consumer group and gets the candidate's weight and
+    address; the candidate has no stream section (it never consumes); a rollback (weight 0,
+    candidate at zero) leaves the stable track scoring everything."""
+    from dataclasses import replace
+
+    from scorefleet.operator.decide.revision import desired_revision
+    from scorefleet.operator.decide.rollout import TrafficPlan
+    from scorefleet.operator.decide.rollout_plan import plan_for
+
+    p = pipeline({"source": {"kafka": KAFKA}, "scaling": {"minReplicas": 4}})
+    v2 = desired_revision(p.spec, "img")
+    v1 = replace(v2, model=v2.model.model_copy(update={"version": "v0"}))
+
+    def configs(traffic: TrafficPlan) -> tuple[dict[str, ScorerConfig], Any]:
+        tracks, route = plan_for(p, traffic, v1, v2)
+        cms = [m for m in plan_children(p, list(tracks)) if m["kind"] == "ConfigMap"]
+        out = {}
+        for cm in cms:
+            cfg = ScorerConfig.model_validate(yaml.safe_load(cm["data"][n.CONFIG_FILE]))
+            out[cfg.track] = cfg
+        return out, route
+
+    cfg, route = configs(TrafficPlan(candidate_weight=20, candidate_track="serving"))
+    stable, candidate = cfg["stable"], cfg["candidate"]
+    assert stable.stream is not None and stable.stream.canary is not None
+    assert stable.stream.canary.weight == 20
+    assert stable.stream.canary.address == "phish-candidate.mail.svc:9000"
+    assert stable.model.version == "v0" and candidate.model.version == "v1"
+    assert candidate.stream is None
+    assert any(m["kind"] == "Service" and m["metadata"]["name"] == "phish-candidate"
+               for m in route.manifests)
+    assert route.effective_weight == 20.0 and route.candidate_replicas >= 1
+    assert "20% of stream events by key hash" in route.note
+
+    cfg, route = configs(TrafficPlan(candidate_track="zero"))
+    assert cfg["stable"].stream is not None and cfg["stable"].stream.canary is None
+    assert route.candidate_replicas == 0

@@ -25,6 +25,7 @@ from scorefleet.api.scorer_config import (
     KafkaStreamConfig,
     ScorerConfig,
     ShadowScoringConfig,
+    StreamCanaryConfig,
     model_health_service,
     model_revision,
 )
@@ -37,6 +38,7 @@ from scorefleet.operator.decide.validity import (
     SpecError,
     from_validation_error,
 )
+from scorefleet.operator.routers.streams import candidate_address
 
 Manifest = dict[str, Any]
 T = TypeVar("T")
@@ -112,7 +114,7 @@ def scorer_config(pipeline: ScoringPipeline, plan: TrackPlan) -> ScorerConfig:
         drain_delay_seconds=duration_seconds(scorer.drain_delay),
         grace_period_seconds=duration_seconds(scorer.grace_period),
         max_connection_age_seconds=duration_seconds(scorer.max_connection_age),
-        stream=_section("spec.source.kafka", lambda: _stream_config(pipeline)),
+        stream=_section("spec.source.kafka", lambda: _stream_config(pipeline, plan)),
         online_features=_section("spec.features.redis", lambda: (
             pipeline.spec.features.redis.scorer_config() if pipeline.spec.features else None)),
     )
@@ -127,13 +129,19 @@ def _section(field: str, build: Callable[[], T]) -> T:
         raise SpecError(invalid.field, invalid.message) from None
 
 
-def _stream_config(pipeline: ScoringPipeline) -> KafkaStreamConfig | None:
+def _stream_config(pipeline: ScoringPipeline, plan: TrackPlan) -> KafkaStreamConfig | None:
+    """Only the stable track consumes; a candidate gets its share of events from it, by key
+    hash, over gRPC (routers/streams.py), so it never joins the consumer group."""
     source = pipeline.spec.source
-    if source is None:
+    if source is None or plan.track != "stable":
         return None
     meta = pipeline.metadata
-    return source.kafka.scorer_config(f"scorefleet.{meta.namespace}.{meta.name}",
-                                      n.KAFKA_CREDENTIALS_DIR)
+    cfg = source.kafka.scorer_config(f"scorefleet.{meta.namespace}.{meta.name}",
+                                     n.KAFKA_CREDENTIALS_DIR)
+    if plan.stream_canary_weight is None:
+        return cfg
+    return cfg.model_copy(update={"canary": StreamCanaryConfig(
+        address=candidate_address(pipeline), weight=plan.stream_canary_weight)})
 
 
 def owner_reference(pipeline: ScoringPipeline) -> dict[str, Any]:

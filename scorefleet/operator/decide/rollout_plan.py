@@ -15,7 +15,7 @@ the previous reconcile applied for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from scorefleet.api.pipeline import ScoringPipeline
@@ -37,6 +37,7 @@ from scorefleet.operator.decide.rollout import (
 from scorefleet.operator.decide.serving import track_serving
 from scorefleet.operator.decide.tracks import TrackPlan, model_identity
 from scorefleet.operator.routers import RoutePlan, Split, router_for
+from scorefleet.operator.routers.streams import with_stream_canary
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,15 @@ def plan_for(pipeline: ScoringPipeline, traffic: TrafficPlan, stable: Revision,
     serving = traffic.candidate_track == "serving"
     mirror = (router.grpc_route.mirror_percent or 0) if (
         serving and router.type == "GRPCRoute" and router.grpc_route) else 0
-    route = router_for(router).plan(pipeline, Split(
-        stable_replicas=replicas, candidate_weight=traffic.candidate_weight,
-        candidate_present=serving, mirror_percent=mirror))
+    split = Split(stable_replicas=replicas, candidate_weight=traffic.candidate_weight,
+                  candidate_present=serving, mirror_percent=mirror)
+    route = with_stream_canary(pipeline, split, router_for(router).plan(pipeline, split))
     on_stable = desired if traffic.stable_runs_candidate else stable
-    tracks = [_plan(on_stable, "stable", route.stable_replicas,
-                    shadow=desired.model if traffic.shadow else None)]
+    stable_plan = _plan(on_stable, "stable", route.stable_replicas,
+                        shadow=desired.model if traffic.shadow else None)
+    if pipeline.spec.source is not None and split.candidate_present:
+        stable_plan = replace(stable_plan, stream_canary_weight=split.candidate_weight)
+    tracks = [stable_plan]
     if traffic.candidate_track != "absent":
         tracks.append(_plan(desired, "candidate", route.candidate_replicas))
     return tuple(tracks), route

@@ -32,6 +32,9 @@ class TrackPlan:
     image: str | None = None
     env: tuple[EnvVar, ...] | None = None
     intra_op_threads: int | None = None
+    # Stream pipelines, stable track, while a candidate serves: its percent of the events
+    # (routers/streams.py); None = no canary on the stream.
+    stream_canary_weight: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 ::
 
     messages --> decode (events | rejected) --> Redis read (one pipeline)
-        --> model input (inline + online features) --> score (the worker's ScoringEngine:
-        same model, batcher and shadow as gRPC) --> ScoredBatch
+        --> model input (inline + online features) --> canary share? (stream/canary.py)
+        --> score: the stable share with the worker's ScoringEngine (same model, batcher and
+            shadow as gRPC), the candidate's share over gRPC at the same time --> ScoredBatch
 
 Nothing here produces or commits: the runner sends a :class:`ScoredBatch`'s verdicts and dead
 letters and commits its positions once they are acknowledged.
@@ -19,12 +20,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import KafkaError, Message
 
-from scorefleet.api.scorer_config import KafkaStreamConfig, OnlineFeaturesConfig
+from scorefleet.api.scorer_config import (
+    KafkaStreamConfig,
+    OnlineFeaturesConfig,
+    StreamCanaryConfig,
+)
 from scorefleet.scorer.engine import ScoringEngine
 from scorefleet.scorer.errors import Expired, ScoringError, Shed, Unavailable
 from scorefleet.scorer.model_store import LoadedModel
+from scorefleet.scorer.stream.canary import (
+    CandidateClient,
+    CandidateUnavailable,
+    candidate_share,
+)
 from scorefleet.scorer.stream.events import Decoder, Event, Rejected
 from scorefleet.scorer.stream.features import OnlineFeatures
 from scorefleet.scorer.stream.metrics import StreamMetrics
@@ -36,25 +47,61 @@ READY_POLL_SECONDS = 0.2
 
 
 @dataclass
+class Verdicts:
+    """Events scored by one model of one track: one verdict each."""
+
+    events: list[Event]
+    scores: npt.NDArray[np.float32]
+    decisions: npt.NDArray[np.bool_]
+    model_version: str
+    track: str
+    missing: list[str | None]  # per event: why its online features are missing, if they are
+
+
+@dataclass
 class ScoredBatch:
     positions: list[tuple[int, int]]  # every message fetched, scored or not
-    events: list[Event]               # scored: one verdict each
-    scores: Any                       # float32 [len(events)] or None
-    model: LoadedModel | None
-    missing: list[str | None]         # per scored event: why its online features are missing
+    verdicts: list[Verdicts]
     rejected: list[Rejected]          # to the dead-letter topic
+
+    @property
+    def scored(self) -> int:
+        return sum(len(v.events) for v in self.verdicts)
 
 
 class BatchScorer:
-    def __init__(self, engine: ScoringEngine, metrics: StreamMetrics, cfg: KafkaStreamConfig,
-                 features_cfg: OnlineFeaturesConfig | None, features: OnlineFeatures | None,
-                 book: OffsetBook) -> None:
+    def __init__(self, engine: ScoringEngine, metrics: StreamMetrics, track: str,
+                 cfg: KafkaStreamConfig, features_cfg: OnlineFeaturesConfig | None,
+                 features: OnlineFeatures | None, book: OffsetBook) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.track = track
         self.cfg = cfg
         self.features_cfg = features_cfg
         self.features = features
         self.book = book
+        self.canary: StreamCanaryConfig | None = None
+        self.candidate: CandidateClient | None = None
+        self._next_fallback_log = 0.0
+
+    async def set_canary(self, canary: StreamCanaryConfig | None) -> None:
+        """Takes effect from the next batch (a weight change or a rollback: no restart)."""
+        if canary == self.canary:
+            return
+        old = self.candidate
+        if canary is None or canary.weight == 0:
+            self.candidate = None
+        elif old is None or self.canary is None or (canary.address, canary.timeout_seconds) != (
+                self.canary.address, self.canary.timeout_seconds):
+            self.candidate = CandidateClient(canary)
+        self.canary = canary
+        if old is not None and old is not self.candidate:
+            await old.close()
+        if canary is not None:
+            log.info("stream: canary weight %d%% -> %s", canary.weight, canary.address)
+
+    async def close(self) -> None:
+        await self.set_canary(None)
 
     async def score(self, messages: list[Message]) -> ScoredBatch:
         events, rejected, positions = self._decode(messages)
@@ -63,13 +110,60 @@ class BatchScorer:
         online = None
         if self.features is not None and events:
             events, rejected, online, missing = await self._enrich(events, rejected)
-        x = None
+        verdicts: list[Verdicts] = []
         if events:
             events, missing, x = _assemble(events, online, missing, rejected)
+            verdicts = await self._score_tracks(events, missing, x, rejected)
+        return ScoredBatch(positions, verdicts, rejected)
+
+    async def _score_tracks(self, events: list[Event], missing: list[str | None],
+                            x: npt.NDArray[np.float32], rejected: list[Rejected],
+                            ) -> list[Verdicts]:
+        """The candidate's share (if a canary runs) over gRPC, the rest here, concurrently."""
+        canary, candidate = self.canary, self.candidate
+        share = None
+        if canary is not None and candidate is not None and events:
+            share = candidate_share([e.key if e.key is not None else e.event_id.encode()
+                                     for e in events], canary.weight)
+        if share is None or not share.any():
+            return _present(await self._score_local(events, missing, x, rejected))
+        theirs, ours = np.flatnonzero(share), np.flatnonzero(~share)
+        assert candidate is not None
+        call = asyncio.ensure_future(candidate.score(x[theirs]))
+        try:
+            out = _present(await self._score_local([events[i] for i in ours],
+                                                   [missing[i] for i in ours], x[ours],
+                                                   rejected))
+        except BaseException:
+            call.cancel()  # stopping mid-batch: the batch is replayed, never half-produced
+            raise
+        picked = [events[i] for i in theirs]
+        picked_missing = [missing[i] for i in theirs]
+        try:
+            got = await call
+        except CandidateUnavailable as exc:
+            self._fallback(len(picked), str(exc))
+            return out + _present(await self._score_local(picked, picked_missing, x[theirs],
+                                                          rejected))
+        return [*out, Verdicts(picked, got.scores, got.decisions, got.model_version, got.track,
+                               picked_missing)]
+
+    def _fallback(self, n: int, why: str) -> None:
+        self.metrics.canary_fallback.inc(n)
+        now = time.monotonic()
+        if now >= self._next_fallback_log:  # one line per 10 s, not one per batch
+            self._next_fallback_log = now + 10.0
+            log.warning("stream: candidate could not score %d events (%s); the stable model "
+                        "scored them", n, why)
+
+    async def _score_local(self, events: list[Event], missing: list[str | None],
+                           x: npt.NDArray[np.float32], rejected: list[Rejected],
+                           ) -> Verdicts | None:
         scores, model = await self._score(events, x, rejected)
         if model is None:
-            events = []
-        return ScoredBatch(positions, events, scores, model, missing, rejected)
+            return None
+        return Verdicts(events, scores, model.decide(scores), model.version, self.track,
+                        missing)
 
     def _decode(self, messages: list[Message],
                 ) -> tuple[list[Event], list[Rejected], list[tuple[int, int]]]:
@@ -169,6 +263,10 @@ class BatchScorer:
             # batch's verdicts name one version.
             return await self._score_chunks(x)
         return np.concatenate(parts), models.pop()
+
+
+def _present(verdicts: Verdicts | None) -> list[Verdicts]:
+    return [] if verdicts is None or not verdicts.events else [verdicts]
 
 
 def _assemble(events: list[Event], online: Any, missing: list[str | None],

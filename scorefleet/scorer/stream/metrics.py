@@ -60,7 +60,12 @@ class StreamMetrics:
         self._commits = Counter("scorefleet_stream_commits",
                                 "Offset commits, by result (ok, failed).",
                                 (*TRACK_LABELS, "result"), registry=r)
+        self._canary_fallback = Counter(
+            "scorefleet_stream_canary_fallback_events",
+            "Events of the canary's share scored by the stable model because the candidate "
+            "call failed or timed out.", TRACK_LABELS, registry=r)
         labels = (pipeline, track)
+        self.canary_fallback = self._canary_fallback.labels(*labels)
         self.consumed = self._consumed.labels(*labels)
         self.duplicates = self._duplicates.labels(*labels)
         self.e2e = self._e2e.labels(*labels)

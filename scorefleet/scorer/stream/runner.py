@@ -38,7 +38,11 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.cimpl import TopicPartition
 
-from scorefleet.api.scorer_config import KafkaStreamConfig, OnlineFeaturesConfig
+from scorefleet.api.scorer_config import (
+    KafkaStreamConfig,
+    OnlineFeaturesConfig,
+    StreamCanaryConfig,
+)
 from scorefleet.scorer.engine import ScoringEngine
 from scorefleet.scorer.metrics import observe_many
 from scorefleet.scorer.stream.batch import BatchScorer, ScoredBatch
@@ -91,8 +95,9 @@ class StreamRunner:
         self.consumer = Consumer({**consumer_settings(self.cfg, self.client_id),
                                   "on_commit": self._on_commit})
         features = OnlineFeatures(self.features_cfg) if self.features_cfg is not None else None
-        self.scorer = BatchScorer(self.engine, self.metrics, self.cfg, self.features_cfg,
-                                  features, self.book)
+        self.scorer = BatchScorer(self.engine, self.metrics, self.track, self.cfg,
+                                  self.features_cfg, features, self.book)
+        await self.scorer.set_canary(self.cfg.canary)
         self.consumer.subscribe([self.cfg.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("stream: consuming %s as group %s, verdicts to %s (%d batches in flight)",
@@ -112,6 +117,13 @@ class StreamRunner:
     def request_stop(self) -> None:
         self.stopping.set()
 
+    async def set_canary(self, canary: StreamCanaryConfig | None) -> None:
+        """A canary weight change or rollback, from the next batch on (no rejoin)."""
+        self.cfg = self.cfg.model_copy(update={"canary": canary})
+        if self.scorer is not None:
+            self.scorer.cfg = self.cfg
+            await self.scorer.set_canary(canary)
+
     async def _wait_for_model(self) -> bool:
         while self.engine.primary is None:
             if self.stopping.is_set():
@@ -128,6 +140,8 @@ class StreamRunner:
             await asyncio.to_thread(self.producer.flush, 10.0)
         if features is not None:
             features.close()
+        if self.scorer is not None:
+            await self.scorer.close()
         log.info("stream: left group %s after %d batches", self.cfg.consumer_group,
                  self.batches)
 
@@ -144,12 +158,11 @@ class StreamRunner:
         assert self.deliveries is not None
         batch = self.deliveries.open(scored.positions)
         send = self.deliveries.send
-        if scored.events and scored.model is not None:
-            topic, track, version = self.cfg.verdict_topic, self.track, scored.model.version
-            decisions = scored.model.decide(scored.scores)
-            for e, score, decision, miss in zip(scored.events, scored.scores.tolist(),
-                                                decisions.tolist(), scored.missing,
-                                                strict=True):
+        topic = self.cfg.verdict_topic
+        for v in scored.verdicts:
+            version, track = v.model_version, v.track
+            for e, score, decision, miss in zip(v.events, v.scores.tolist(),
+                                                v.decisions.tolist(), v.missing, strict=True):
                 send(batch, topic, verdict_json(e.event_id, score, decision, version, track,
                                                 miss is not None, e), e.key)
         for r in scored.rejected:
@@ -198,10 +211,10 @@ class StreamRunner:
 
     def _record(self, scored: ScoredBatch, acked_at: float) -> None:
         m = self.metrics
-        if scored.events and scored.model is not None:
-            positives = int(np.count_nonzero(scored.model.decide(scored.scores)))
-            m.verdicts(scored.model.version, positives, len(scored.events) - positives)
-            stamps = np.array([e.timestamp_ms for e in scored.events], dtype=np.float64)
+        for v in scored.verdicts:
+            positives = int(np.count_nonzero(v.decisions))
+            m.verdicts(v.model_version, positives, len(v.events) - positives)
+            stamps = np.array([e.timestamp_ms for e in v.events], dtype=np.float64)
             stamps = stamps[stamps > 0]
             if stamps.size:
                 observe_many(m.e2e, np.maximum(acked_at - stamps / 1000.0, 0.0))

@@ -2,8 +2,10 @@
 
 The worker calls :meth:`StreamService.apply` on every config it applies (at start and on each
 reload) and :meth:`StreamService.close` when it stops. A changed ``stream`` or
-``onlineFeatures`` section restarts the runner: the old one finishes its batch, commits and
-leaves the group before the new one joins, so no event is skipped across a reload.
+``onlineFeatures`` section restarts the runner: the old one finishes its batches, commits and
+leaves the group before the new one joins, so no event is skipped across a reload. A change of
+the canary share alone (``stream.canary``: a weight step or a rollback) is applied in place,
+between two batches.
 
 Each worker process is one member of the consumer group, so a pod with N workers takes up to N
 partitions, the same way it takes N cores of gRPC work.
@@ -39,8 +41,12 @@ class StreamService:
         self._metrics: StreamMetrics | None = None
 
     async def apply(self, config: ScorerConfig) -> None:
-        settings = (config.stream, config.online_features)
+        # The canary share changes between two batches, without leaving the group.
+        stream = config.stream.model_copy(update={"canary": None}) if config.stream else None
+        settings = (stream, config.online_features)
         if settings == self._settings:
+            if self.runner is not None and config.stream is not None:
+                await self.runner.set_canary(config.stream.canary)
             return
         await self.close()
         self._settings = settings
