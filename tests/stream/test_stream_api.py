@@ -131,7 +131,7 @@ def test_a_stream_canary_is_a_key_hash_share_given_to_the_stable_consumers() -> 
     def configs(traffic: TrafficPlan) -> tuple[dict[str, ScorerConfig], Any]:
         tracks, route = plan_for(p, traffic, v1, v2)
         cms = [m for m in plan_children(p, list(tracks)) if m["kind"] == "ConfigMap"]
-        out = {}
+        out: dict[str, ScorerConfig] = {}
         for cm in cms:
             cfg = ScorerConfig.model_validate(yaml.safe_load(cm["data"][n.CONFIG_FILE]))
             out[cfg.track] = cfg
