@@ -168,13 +168,8 @@ class ScorerConfig(CamelModel):
     stream: KafkaStreamConfig | None = Field(
         default=None, description="Also consume events from Kafka and produce verdicts.")
     online_features: OnlineFeaturesConfig | None = Field(
-        default=None, description="Add Redis features to streamed events (needs stream).")
-
-    @model_validator(mode="after")
-    def _features_need_stream(self) -> ScorerConfig:
-        if self.online_features is not None and self.stream is None:
-            raise ValueError("onlineFeatures needs stream: gRPC requests carry every feature")
-        return self
+        default=None, description="Add Redis features to streamed events and to RPCs that "
+                                  "carry entity keys.")
 
 
 def model_revision(ref: ModelRef) -> str:

@@ -388,7 +388,8 @@ class SourceSpec(CamelModel):
 
 
 class RedisFeaturesSpec(CamelModel):
-    """Online features read from Redis for each event, one pipelined read per batch.
+    """Online features read from Redis for each event, one pipelined read per batch (a stream
+    batch, or one gRPC request whose events carry entity keys).
 
     Layout: one hash per entity (key from keyTemplate), one field per feature holding a
     number, and a timestamp field (seconds since the epoch) for staleness.
@@ -433,8 +434,9 @@ class RedisFeaturesSpec(CamelModel):
     on_miss: Literal["Defaults", "DeadLetter"] = Field(
         default="Defaults",
         description="A missing, stale or unreadable entity: Defaults scores it with the "
-                    "defaults and sets featuresMissing in its verdict; DeadLetter sends the "
-                    "event to the dead-letter topic instead.")
+                    "defaults and sets featuresMissing in its verdict (or RPC answer); "
+                    "DeadLetter sends the event to the dead-letter topic instead (an RPC fails "
+                    "with FAILED_PRECONDITION naming the key).")
     defaults: list[float] | None = Field(
         default=None, max_length=512,
         description="Values used on a miss, one per feature; unset means 0 for each.")
@@ -456,12 +458,6 @@ class FeaturesSpec(CamelModel):
 
 
 class PipelineSpec(CamelModel):
-    model_config = CamelModel.model_config | {"json_schema_extra": rules(
-        cel("!has(self.features) || has(self.source)",
-            "features (online features) need source.kafka: gRPC requests carry every feature "
-            "themselves", ".features"),
-    )}
-
     model: ModelRef
     scorer: ScorerSpec = ScorerSpec()
     scaling: ScalingSpec = ScalingSpec()
@@ -470,4 +466,5 @@ class PipelineSpec(CamelModel):
     source: SourceSpec | None = Field(
         default=None, description="Score a Kafka stream as well as gRPC requests.")
     features: FeaturesSpec | None = Field(
-        default=None, description="Online features added to each streamed event.")
+        default=None, description="Online features added to each streamed event, and to gRPC "
+                                  "requests whose events carry an entity_key.")

@@ -66,6 +66,28 @@ class MeasuredMetrics(CamelModel):
     candidate: TrackMetrics | None = None
 
 
+class StreamLagStatus(CamelModel):
+    """A stream pipeline's consumer lag as KEDA's Kafka scaler reads it, and what it asks of
+    the replicas (decide/stream_lag.py): measured values beside the threshold."""
+
+    measured_at: str
+    topic: str
+    consumer_group: str
+    partitions: int = Field(default=0, ge=0)
+    lag: int | None = Field(default=None, ge=0, description="Events not yet committed, summed "
+                                                            "over partitions.")
+    lag_threshold: int = Field(ge=1, description="Lag one consumer may hold (maxBatchSize).")
+    consumers_per_replica: int = Field(ge=1, description="Worker processes per pod.")
+    desired_replicas: int | None = Field(default=None, ge=0,
+                                         description="Replicas the lag asks for.")
+    max_useful_replicas: int | None = Field(
+        default=None, ge=0, description="Beyond this, pods get no partition and sit idle.")
+    partition_limited: bool = Field(
+        default=False, description="Partitions, not pods, limit consumption: the lag asks "
+                                   "for more consumers than the topic has partitions.")
+    message: str = ""
+
+
 class CanaryStatus(CamelModel):
     step: int = Field(ge=0, description="Index into spec.rollout.canary.steps.")
     weight: int = Field(ge=0, le=100, description="Candidate traffic share now, in percent.")
@@ -147,4 +169,7 @@ class PipelineStatus(CamelModel):
     replicas: ReplicaStatus = ReplicaStatus()
     ready_replicas: int = Field(default=0, ge=0, description="Ready scorer pods, all tracks.")
     metrics: MeasuredMetrics | None = None
+    stream_lag: StreamLagStatus | None = Field(
+        default=None, description="Stream pipelines: consumer lag and the replicas it asks "
+                                  "for, capped by partitions.")
     conditions: list[Condition] = Field(default_factory=list, max_length=16)

@@ -32,6 +32,13 @@ class NotFound(ScoringError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class FailedPrecondition(ScoringError):
+    """The request is well-formed but cannot be scored as the pipeline is set up (e.g. its
+    online features are missing and the miss policy refuses defaults)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Internal(ScoringError):
     code = grpc.StatusCode.INTERNAL
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from scorefleet.scorer.engine import ScoringEngine, width_message
 from scorefleet.scorer.errors import InvalidInput, ScoringError, Unavailable
+from scorefleet.scorer.grpc_features import GrpcFeatures
 from scorefleet.scorer.handlers import parse
 from scorefleet.scorer.model_store import LoadedModel
 from scorefleet.scorer.protos import v1_pb2
@@ -26,9 +27,11 @@ def _model(engine: ScoringEngine) -> LoadedModel:
 class ScorerServicer:
     """Handlers are coroutines on the worker's event loop (grpc.aio)."""
 
-    def __init__(self, engine: ScoringEngine, track: str) -> None:
+    def __init__(self, engine: ScoringEngine, track: str,
+                 features: GrpcFeatures | None = None) -> None:
         self.engine = engine
         self.track = track
+        self.features = features
 
     async def Score(self, request: Any, context: Any) -> Any:
         return await guarded(self.engine, "Score", context, self._score(request, context))
@@ -43,13 +46,18 @@ class ScorerServicer:
         model = _model(self.engine)
         event = request.event
         features = event.features
-        if len(features) != model.num_features:
-            err = width_message(len(features), model.num_features)
-            err.events = 1
-            raise err
+        missing = False
         try:
-            # features[:] is a plain list (~0.4 us); the batch turns many into one array.
-            scores, used = await self.engine.score(features[:], 1, deadline_of(context))
+            if event.entity_key:
+                # features[:] is a plain list (~0.4 us); the batch turns many into one array.
+                rows, missing_rows = await self._with_online(
+                    model, [features[:]], len(features), [event.entity_key])
+                missing = missing_rows[0]
+            elif len(features) != model.num_features:
+                raise width_message(len(features), model.num_features)
+            else:
+                rows = features[:]
+            scores, used = await self.engine.score(rows, 1, deadline_of(context))
         except ScoringError as exc:
             exc.events = 1
             raise
@@ -57,20 +65,49 @@ class ScorerServicer:
         response = v1_pb2.ScoreResponse(
             event_id=event.event_id, score=score, decision=score >= used.threshold32,
             threshold=used.threshold, model_name=used.name, model_version=used.version,
-            track=self.track)
+            track=self.track, features_missing=missing)
         return response, used.version, 1
+
+    async def _with_online(self, model: LoadedModel, own: Any, width: int, entities: list[str],
+                           ) -> tuple[Any, list[bool]]:
+        """Rows of the event's own features + the entities' online ones (grpc_features.py)."""
+        features = self.features
+        if features is None:
+            raise InvalidInput("entity_key given, but this server reads no online features",
+                               "entity_key")
+        want = features.inline_width(model.num_features)
+        if width != want:
+            raise InvalidInput(f"with entity keys, events carry their own {want} features "
+                               f"(the model's {model.num_features} minus "
+                               f"{model.num_features - want} online ones), got {width}",
+                               "feature_count")
+        return await features.complete(np.asarray(own, dtype=np.float32).reshape(-1, width),
+                                       entities)
 
     async def _score_batch(self, data: Any, context: Any) -> tuple[Any, str, int]:
         request = data if isinstance(data, v1_pb2.ScoreBatchRequest) else parse(
             v1_pb2.ScoreBatchRequest, data)
         engine = self.engine
         model = _model(engine)
+        width = model.num_features
         try:
-            rows, n = _rows_of(request, model.num_features, engine.max_events_per_rpc)
+            entities = _entities_of(request)
+            if entities is not None:
+                if self.features is None:
+                    raise InvalidInput("entity keys given, but this server reads no online "
+                                       "features", "entity_key")
+                width = self.features.inline_width(width)
+            rows, n = _rows_of(request, width, engine.max_events_per_rpc)
+            if entities is not None and len(entities) != n:
+                raise InvalidInput(f"{len(entities)} entity keys for {n} rows; give none or one "
+                                   "per row", "shape")
         except ScoringError as exc:
-            exc.events = len(request.events) or len(request.matrix.features) // model.num_features
+            exc.events = len(request.events) or len(request.matrix.features) // max(1, width)
             raise
+        missing: list[bool] = []
         try:
+            if entities is not None:
+                rows, missing = await self._with_online(model, rows, width, entities)
             scores, used = await engine.score(rows, n, deadline_of(context))
         except ScoringError as exc:
             exc.events = n
@@ -78,8 +115,21 @@ class ScorerServicer:
         response = v1_pb2.ScoreBatchResponse(
             scores=scores.tolist(), decisions=used.decide(scores).tolist(),
             threshold=used.threshold, model_name=used.name, model_version=used.version,
-            track=self.track)
+            track=self.track, features_missing=missing)
         return response, used.version, n
+
+
+def _entities_of(request: Any) -> list[str] | None:
+    """The request's entity keys (online features), or None when it carries every feature."""
+    if request.HasField("matrix"):
+        keys = list(request.matrix.entity_keys)
+        return keys or None
+    keyed = [e.entity_key for e in request.events]
+    if not any(keyed):
+        return None
+    if not all(keyed):
+        raise InvalidInput("set entity_key on every event of the batch or on none", "entity_key")
+    return keyed
 
 
 def _rows_of(request: Any, width: int, max_events: int) -> tuple[Any, int]:

@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from scorefleet.api.scorer_config import ScorerConfig, model_health_service
 from scorefleet.scorer.config_watch import ConfigError, ConfigWatcher, restart_needed
 from scorefleet.scorer.engine import ScoringEngine
+from scorefleet.scorer.grpc_features import GrpcFeatures
 from scorefleet.scorer.grpc_options import server_options
 from scorefleet.scorer.handlers import add_inference, add_scorer
 from scorefleet.scorer.lifecycle import DrainSteps, Lifecycle, exit_without_finalizing
@@ -88,6 +89,8 @@ class Worker:
         self.server: Any = None
         self._parent = os.getppid()
         self.stream: Any = None  # StreamService when the config has a Kafka source
+        # Online features for RPCs carrying entity keys (the config's onlineFeatures).
+        self.features = GrpcFeatures(self.metrics, self.config.pipeline, self.config.track)
         self._stream_closed: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
@@ -95,7 +98,7 @@ class Worker:
         logging.getLogger(GRPC_AIO_LOGGER).addFilter(
             LateAnswerFilter(lambda: self.engine.recorder.expired("at_send")))
         server = grpc.aio.server(options=server_options(config, config.grace_period_seconds))
-        add_scorer(ScorerServicer(self.engine, config.track), server)
+        add_scorer(ScorerServicer(self.engine, config.track, self.features), server)
         add_inference(InferenceServicer(self.engine, config.track), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -133,6 +136,7 @@ class Worker:
 
     async def _reconcile(self, config: ScorerConfig) -> bool:
         ok = await self.slots.apply(config)
+        self.features.apply(config.online_features)
         await self._set_health(self.engine.ready)
         if config.stream is not None or self.stream is not None:
             await self._apply_stream(config)
@@ -213,6 +217,7 @@ class Worker:
             await self.engine.batcher.stop()
         if self.engine.shadow is not None:
             await asyncio.to_thread(self.engine.shadow.close)
+        self.features.close()
         self.metrics.workers.set(0)
         self.engine.recorder.quiet.flush(force=True)
 

@@ -164,9 +164,6 @@ def test_scorer_image_defaults_to_the_operators_unless_pinned() -> None:
                            "verdictTopic": "v", "deadLetterTopic": "d"}},
       "features": {"redis": {"address": "r:6379", "keyTemplate": "000", "features": ["f"]}}},
      "spec.features.redis", "keyTemplate"),
-    ({"features": {"redis": {"address": "r:6379", "keyTemplate": "s:{sender}",
-                             "features": ["f"]}}},
-     "spec.features", "onlineFeatures needs stream"),
 ])
 def test_stream_sections_the_crd_rules_missed_name_their_section(
         spec: dict[str, Any], field: str, says: str) -> None:

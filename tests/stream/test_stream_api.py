@@ -74,6 +74,12 @@ def test_credentials_secret_is_mounted_and_named_in_the_config() -> None:
             "mountPath": n.KAFKA_CREDENTIALS_DIR} in mounts
 
 
+def test_online_features_without_a_stream_reach_the_grpc_scorer() -> None:
+    config, _ = rendered(pipeline({"features": {"redis": REDIS}}))
+    assert config.stream is None and config.online_features is not None
+    assert config.online_features.features == ["reputation", "age_days"]
+
+
 def test_pipeline_without_stream_renders_as_before() -> None:
     config, _ = rendered(pipeline({}))
     assert config.stream is None and config.online_features is None
@@ -85,7 +91,6 @@ def test_pipeline_without_stream_renders_as_before() -> None:
     {"onlineFeatures": {**REDIS, "keyTemplate": "{a}:{b}"}},
     {"onlineFeatures": {**REDIS, "defaults": [1.0]}},
     {"onlineFeatures": {**REDIS, "features": ["a", "a"]}},
-    {"onlineFeatures": REDIS},  # without stream
 ])
 def test_scorer_config_refuses_inconsistent_features(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

@@ -47,7 +47,6 @@ INVALID = [
      "spec.source.kafka.maxPollInterval"),
     (body({**KAFKA, "maxBatchSize": 0}), "spec.source.kafka.maxBatchSize"),
     (body({**KAFKA, "maxBatchWait": "1m"}), "spec.source.kafka.maxBatchWait"),
-    (body(None, REDIS), "spec.features"),
     (body(KAFKA, {**REDIS, "keyTemplate": "sender"}), "spec.features.redis.keyTemplate"),
     (body(KAFKA, {**REDIS, "keyTemplate": "{a}{b}"}), "spec.features.redis.keyTemplate"),
     (body(KAFKA, {**REDIS, "features": ["a", "a"]}), "spec.features.redis.features[1]"),
@@ -80,6 +79,13 @@ def test_valid_stream_pipeline_gets_defaults(kube: Kube, namespace: str) -> None
     assert (redis["onMiss"], redis["timeout"], redis["timestampField"]) == (
         "Defaults", "50ms", "_ts")
     assert "maxStaleness" not in redis
+
+
+def test_online_features_without_a_stream_are_accepted(kube: Kube, namespace: str) -> None:
+    """gRPC requests carrying entity keys read them (docs/streaming.md)."""
+    created = create(kube, namespace, body(None, REDIS))
+    assert created is not None and "source" not in created["spec"]
+    assert created["spec"]["features"]["redis"]["onMiss"] == "Defaults"
 
 
 @pytest.mark.parametrize(("path", "text"), [

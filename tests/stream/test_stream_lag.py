@@ -61,3 +61,53 @@ def test_offsets_read_from_the_real_broker(kafka: KafkaBroker, topic_prefix: str
     assert group_lag(offsets).total == 6 + 0 + 30
     with pytest.raises(LagUnavailable):
         read_offsets([kafka.bootstrap], topics.group, f"{topic_prefix}-missing", timeout=3)
+
+
+def test_lag_is_a_floor_and_partitions_a_ceiling() -> None:
+    from scorefleet.operator.decide.stream_lag import bound_replicas
+
+    lag = replicas_for_lag(group_lag([PartitionOffsets(p, 0, 400, 0) for p in range(6)]), 500,
+                           consumers_per_replica=2)  # lag 2400 -> 5 consumers -> 3 pods
+    assert (lag.desired, lag.partition_limited) == (3, False)
+    up = bound_replicas(1, lag, partitions=6, consumers_per_replica=2)
+    assert (up.replicas, up.floor, up.ceiling, up.partition_limited) == (3, 3, 3, False)
+    assert "lag asks for 3" in up.reason
+    # The SLO asks for more than 6 partitions / 2 workers can use: capped, and said so.
+    capped = bound_replicas(5, lag, partitions=6, consumers_per_replica=2)
+    assert (capped.replicas, capped.partition_limited) == (3, True)
+    assert "partitions, not pods, are the limit" in capped.reason
+    # No lag reading: only the ceiling applies, nothing is guessed.
+    blind = bound_replicas(2, None, partitions=6, consumers_per_replica=2)
+    assert (blind.replicas, blind.floor, blind.partition_limited) == (2, 0, False)
+
+
+@given(st.integers(0, 50), st.lists(st.integers(0, 10**5), min_size=1, max_size=24),
+       st.integers(1, 10**4), st.integers(1, 8))
+def test_bound_never_exceeds_useful_replicas(proposed: int, lags: list[int], threshold: int,
+                                             per_replica: int) -> None:
+    from scorefleet.operator.decide.stream_lag import bound_replicas, max_useful_replicas
+
+    lag = replicas_for_lag(group_lag([PartitionOffsets(i, 0, v, 0) for i, v in enumerate(lags)]),
+                           threshold, per_replica)
+    bound = bound_replicas(proposed, lag, len(lags), per_replica)
+    assert bound.replicas <= max_useful_replicas(len(lags), per_replica)
+    assert bound.replicas >= min(max(proposed, lag.desired), bound.ceiling)
+    assert bound.partition_limited == (max(proposed, lag.desired) > bound.ceiling
+                                       or lag.partition_limited)
+
+
+def test_status_shows_lag_beside_threshold_or_why_not() -> None:
+    from scorefleet.operator.decide.stream_lag import lag_status
+
+    offsets = [PartitionOffsets(p, 0, 5000, 0) for p in range(2)]
+    status = lag_status(offsets, topic="t", group="g", threshold=500, consumers_per_replica=1,
+                        measured_at="2026-11-29T10:00:00Z")
+    assert (status.lag, status.lag_threshold, status.desired_replicas,
+            status.max_useful_replicas, status.partition_limited) == (10000, 500, 2, 2, True)
+    assert "partitions, not pods, are the limit" in status.message
+    wire = status.wire()
+    assert wire["partitionLimited"] is True and wire["maxUsefulReplicas"] == 2
+    down = lag_status("broker unreachable", topic="t", group="g", threshold=500,
+                      consumers_per_replica=1, measured_at="2026-11-29T10:00:00Z")
+    assert down.lag is None and down.desired_replicas is None
+    assert down.message == "lag unavailable: broker unreachable"

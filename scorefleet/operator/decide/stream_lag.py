@@ -10,6 +10,8 @@ the status should say that more pods would sit idle.
 
     gather (scorefleet.operator.kafka_lag.read_offsets) -> PartitionOffsets per partition
         -> group_lag() -> LagReading -> replicas_for_lag() -> LagDecision
+        -> bound_replicas(autoscaler's answer, decision, partitions, workers) -> StreamBound
+        -> lag_status() -> status.streamLag (measured lag beside the threshold)
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Literal
+
+from scorefleet.api.status import StreamLagStatus
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,71 @@ def replicas_for_lag(reading: LagReading, lag_threshold: int, consumers_per_repl
     else:
         reason = f"lag {total} / {lag_threshold} per consumer -> {consumers} consumers"
     return LagDecision(desired, total, capped, limited, reason)
+
+
+# --- what the autoscaler takes from the lag ------------------------------------------------
+
+
+def max_useful_replicas(partitions: int, consumers_per_replica: int) -> int:
+    """Pods beyond this get no partition (one group member per worker process)."""
+    return max(1, math.ceil(partitions / max(1, consumers_per_replica)))
+
+
+@dataclass(frozen=True)
+class StreamBound:
+    """The lag's say in a replica count: ``replicas`` within [floor, ceiling]."""
+
+    replicas: int
+    floor: int           # what the lag asks for (KEDA's rule)
+    ceiling: int         # max useful replicas (partitions / workers per pod)
+    partition_limited: bool
+    reason: str
+
+
+def bound_replicas(proposed: int, lag: LagDecision | None, partitions: int,
+                   consumers_per_replica: int) -> StreamBound:
+    """Combine the autoscaler's own answer (from the latency SLO and QPS) with the lag.
+
+    The lag is a floor (a backlog the SLO metrics cannot see yet: events waiting are not
+    requests), the partition count a ceiling (more pods than partitions x workers consume
+    nothing). Without a lag reading (broker unreachable) only the ceiling applies: the lag is
+    never guessed. ``partition_limited`` when the ceiling cut the answer or the lag alone
+    exceeds what the partitions allow: adding partitions, not pods, is the fix.
+    """
+    ceiling = max_useful_replicas(partitions, consumers_per_replica)
+    floor = lag.desired if lag is not None else 0
+    wanted = max(proposed, floor)
+    replicas = min(wanted, ceiling)
+    limited = wanted > ceiling or (lag is not None and lag.partition_limited)
+    if limited:
+        reason = (f"{wanted} replicas wanted, {partitions} partitions / "
+                  f"{consumers_per_replica} workers per pod allow {ceiling}: partitions, not "
+                  "pods, are the limit")
+    elif lag is not None and floor > proposed:
+        reason = f"lag asks for {floor} replicas (SLO: {proposed}); {lag.reason}"
+    else:
+        reason = f"{replicas} replicas (lag floor {floor}, partition ceiling {ceiling})"
+    return StreamBound(replicas, floor, ceiling, limited, reason)
+
+
+def lag_threshold(max_batch_size: int) -> int:
+    """Lag one consumer may hold: one full batch waiting is normal, more is a backlog."""
+    return max(1, max_batch_size)
+
+
+def lag_status(offsets: list[PartitionOffsets] | str, *, topic: str, group: str,
+               threshold: int, consumers_per_replica: int, measured_at: str) -> StreamLagStatus:
+    """status.streamLag from the offsets read (or why they could not be read)."""
+    if isinstance(offsets, str):
+        return StreamLagStatus(measured_at=measured_at, topic=topic, consumer_group=group,
+                               lag_threshold=threshold,
+                               consumers_per_replica=consumers_per_replica,
+                               message=f"lag unavailable: {offsets}")
+    reading = group_lag(offsets)
+    decision = replicas_for_lag(reading, threshold, consumers_per_replica)
+    return StreamLagStatus(
+        measured_at=measured_at, topic=topic, consumer_group=group,
+        partitions=reading.partitions, lag=reading.total, lag_threshold=threshold,
+        consumers_per_replica=consumers_per_replica, desired_replicas=decision.desired,
+        max_useful_replicas=max_useful_replicas(reading.partitions, consumers_per_replica),
+        partition_limited=decision.partition_limited, message=decision.reason)

@@ -1,0 +1,98 @@
+"""Online features on the gRPC path, with a real Redis and a real scorer process: events that
+carry an entity key get the entity's features appended, the same reader and miss rules as the
+stream; events without one carry every feature; bad combinations are INVALID_ARGUMENT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import redis
+
+from scorefleet.dev.redis import RedisServer
+from scorefleet.scorer.protos import v1_pb2
+from tests.scorer.conftest import StartScorer
+from tests.scorer.scorer_process import Models
+from tests.stream.harness import INLINE, event_rows, features_config, full_rows, put_sender_features
+from tests.stream.test_stream_scoring import local_scores
+
+pytestmark = [pytest.mark.stream]
+
+
+def batch(rows: np.ndarray[Any, Any], keys: list[str]) -> Any:
+    return v1_pb2.ScoreBatchRequest(matrix=v1_pb2.FeatureMatrix(
+        num_features=rows.shape[1], features=rows.ravel().tolist(), entity_keys=keys))
+
+
+def test_entity_keys_get_online_features_and_misses_are_flagged(
+        redis_server: RedisServer, start_scorer: StartScorer, models: Models,
+        topic_prefix: str) -> None:
+    rows = event_rows(40)
+    client = redis.Redis.from_url(redis_server.url)
+    put_sender_features(client, topic_prefix, rows, senders=10)
+    client.close()
+    scorer = start_scorer({"model": models.ref("v1"), "onlineFeatures": features_config(
+        redis_server.address, topic_prefix, defaults=[0.5] * 8)}).wait_serving()
+    want = local_scores(models, full_rows(rows, senders=10))
+
+    # ScoreBatch, packed: own 24 features + the sender's 8 from Redis.
+    keys = [f"s{i % 10}" for i in range(40)]
+    got = scorer.scorer.ScoreBatch(batch(rows[:, :INLINE], keys), timeout=10)
+    np.testing.assert_allclose(got.scores, want, rtol=1e-5, atol=1e-6)
+    assert list(got.features_missing) == [False] * 40
+
+    # Score, one event; and one sender Redis does not know: defaults, flagged.
+    one = scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
+        event_id="e3", entity_key="s3", features=rows[3, :INLINE].tolist())), timeout=10)
+    assert one.score == pytest.approx(float(want[3]), rel=1e-5, abs=1e-6)
+    assert not one.features_missing
+    unknown = scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
+        event_id="e4", entity_key="nobody", features=rows[4, :INLINE].tolist())), timeout=10)
+    defaults_row = np.concatenate([rows[4, :INLINE], np.full(8, 0.5, np.float32)])[None, :]
+    assert unknown.features_missing
+    assert unknown.score == pytest.approx(float(local_scores(models, defaults_row)[0]),
+                                          rel=1e-5, abs=1e-6)
+    assert scorer.metric("scorefleet_grpc_features_missing_events_total", reason="absent") == 1
+
+    # Without keys, events carry every feature and nothing is read (the canary's forwarding).
+    plain = scorer.scorer.ScoreBatch(batch(full_rows(rows, senders=10), []), timeout=10)
+    np.testing.assert_allclose(plain.scores, want, rtol=1e-5, atol=1e-6)
+    assert list(plain.features_missing) == []
+
+    # Bad combinations name the problem.
+    for request, says in [
+        (batch(rows[:, :INLINE], keys[:5]), "5 entity keys for 40 rows"),
+        (batch(full_rows(rows, senders=10), keys), "carry their own 24 features"),
+        (v1_pb2.ScoreBatchRequest(events=[
+            v1_pb2.Event(event_id="a", entity_key="s1", features=rows[0, :INLINE].tolist()),
+            v1_pb2.Event(event_id="b", features=rows[1].tolist())]), "every event"),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            scorer.scorer.ScoreBatch(request, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert says in (err.value.details() or ""), err.value.details()
+
+
+def test_dead_letter_policy_refuses_an_rpc_without_features(
+        redis_server: RedisServer, start_scorer: StartScorer, models: Models,
+        topic_prefix: str) -> None:
+    scorer = start_scorer({"model": models.ref("v1"), "onlineFeatures": features_config(
+        redis_server.address, topic_prefix, onMiss="DeadLetter")}).wait_serving()
+    rows = event_rows(1)
+    with pytest.raises(grpc.RpcError) as err:
+        scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
+            event_id="x", entity_key="ghost", features=rows[0, :INLINE].tolist())), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{topic_prefix}:sender:ghost" in (err.value.details() or "")
+
+
+def test_entity_key_without_online_features_is_invalid(start_scorer: StartScorer,
+                                                       models: Models) -> None:
+    scorer = start_scorer({"model": models.ref("v1")}).wait_serving()
+    with pytest.raises(grpc.RpcError) as err:
+        scorer.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(
+            event_id="x", entity_key="s1", features=[0.0] * 24)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "reads no online features" in (err.value.details() or "")
