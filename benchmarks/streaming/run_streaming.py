@@ -11,9 +11,12 @@ Starts a real broker (KRaft, scorefleet.dev.kafka) and Redis (scorefleet.dev.red
 2. gRPC batched: the scorer (2 workers, no stream) driven with ScoreBatch of 500 events per RPC,
    4 in flight, from one client process;
 3. end-to-end drain: the stream scorer (2 workers, spec defaults: batches of 500, 20 ms wait,
-   8 online features per event from Redis) catching up a backlog: events/s;
+   up to 4 batches in flight, 8 online features per event from Redis) catching up a backlog:
+   events/s;
 4. end-to-end at a rate: paced events (steady, a 2x burst, steady) with per-event latency
-   (verdict CreateTime - event CreateTime) and KEDA-style consumer lag sampled over time.
+   (verdict CreateTime - event CreateTime) and KEDA-style consumer lag sampled over time;
+5. (unless --compare-in-flight 0) 3 and 4 again with maxBatchesInFlight 1 (each batch waits
+   for its acknowledgements before the next fetch: the loop before pipelining), same rate.
 
 Writes benchmarks/streaming/results.json. Every figure comes from this run on this machine;
 the machine is shared, so the ratios between the parts are the robust result.
@@ -47,6 +50,7 @@ from stream_load import (
     put_entities,
 )
 
+from scorefleet.api.scorer_config import KafkaStreamConfig
 from scorefleet.dev.kafka import KafkaBroker
 from scorefleet.dev.processes import free_port
 from scorefleet.dev.redis import RedisServer
@@ -160,11 +164,13 @@ class Scorer:
         self.log_file.close()
 
 
-def stream_config(bootstrap: str, redis_address: str, topic: str) -> dict[str, Any]:
+def stream_config(bootstrap: str, redis_address: str, topic: str,
+                  in_flight: int | None = None) -> dict[str, Any]:
+    extra = {} if in_flight is None else {"maxBatchesInFlight": in_flight}
     return {
         "stream": {"bootstrapServers": [bootstrap], "topic": topic,
                    "consumerGroup": f"{topic}-scorers", "verdictTopic": f"{topic}-verdicts",
-                   "deadLetterTopic": f"{topic}-dead"},
+                   "deadLetterTopic": f"{topic}-dead", **extra},
         "onlineFeatures": {"address": redis_address, "keyTemplate": "sender:{sender}",
                            "features": [f"f{INLINE + j}" for j in range(ONLINE)]},
     }
@@ -177,12 +183,12 @@ def producer_process(bootstrap: str, topic: str, events_file: Path,
 
 
 def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_file: Path,
-              n: int, workdir: Path) -> dict[str, Any]:
+              n: int, workdir: Path, in_flight: int | None = None) -> dict[str, Any]:
     """A backlog produced as fast as possible while the scorer consumes: its drain rate."""
-    topic = "drain"
+    topic = "drain" if in_flight is None else f"drain-if{in_flight}"
     create_topics(bootstrap, [topic, f"{topic}-verdicts", f"{topic}-dead"])
-    scorer = Scorer(workdir / "drain", {"model": model, **stream_config(
-        bootstrap, redis_address, topic)})
+    scorer = Scorer(workdir / topic, {"model": model, **stream_config(
+        bootstrap, redis_address, topic, in_flight)})
     reader = VerdictReader(bootstrap, f"{topic}-verdicts", "drain-reader")
     try:
         scorer.wait_serving()
@@ -203,16 +209,17 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
 
 
 def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_file: Path,
-              n_events: int, rate: float, workdir: Path, quick: bool) -> dict[str, Any]:
+              n_events: int, rate: float, workdir: Path, quick: bool,
+              in_flight: int | None = None) -> dict[str, Any]:
     """Steady rate, a 2x burst, steady again: latency per event and lag over time."""
     from confluent_kafka.admin import AdminClient
 
-    topic = "paced"
+    topic = "paced" if in_flight is None else f"paced-if{in_flight}"
     create_topics(bootstrap, [topic, f"{topic}-verdicts", f"{topic}-dead"])
     steady, burst = (8.0, 4.0) if quick else (15.0, 5.0)
     schedule = [(steady, rate), (burst, 2 * rate), (steady, rate)]
-    scorer = Scorer(workdir / "paced", {"model": model, **stream_config(
-        bootstrap, redis_address, topic)})
+    scorer = Scorer(workdir / topic, {"model": model, **stream_config(
+        bootstrap, redis_address, topic, in_flight)})
     reader = VerdictReader(bootstrap, f"{topic}-verdicts", "paced-reader")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     lag: list[tuple[float, int]] = []
@@ -277,6 +284,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=None,
                         help="paced rate (default: half the measured drain rate, at most "
                              "50,000)")
+    parser.add_argument("--compare-in-flight", type=int, default=1, metavar="N",
+                        help="also run both end-to-end phases with maxBatchesInFlight N, in the "
+                             "same run, at the same paced rate (default 1: no pipelining, the "
+                             "'before'); 0 skips")
     args = parser.parse_args()
     started = time.monotonic()
     n_ceiling, n_drain = (100_000, 200_000) if args.quick else (300_000, 500_000)
@@ -312,6 +323,24 @@ def main() -> int:
             paced = e2e_paced(broker.bootstrap, redis_server.address, model, events_file,
                               n_drain, rate, work, args.quick)
             log(f"  latency steady {paced['latency_ms_steady']} lag max {paced['lag_max']}")
+            compared: dict[str, Any] = {}
+            if args.compare_in_flight:
+                k = args.compare_in_flight
+                log(f"end to end with maxBatchesInFlight {k}: drain")
+                c_drain = e2e_drain(broker.bootstrap, redis_server.address, model, events_file,
+                                    n_drain, work, in_flight=k)
+                log(f"  {c_drain}")
+                log(f"end to end with maxBatchesInFlight {k}: paced at {rate:.0f}/s")
+                c_paced = e2e_paced(broker.bootstrap, redis_server.address, model,
+                                    events_file, n_drain, rate, work, args.quick, in_flight=k)
+                log(f"  latency steady {c_paced['latency_ms_steady']}")
+                compared = {"max_batches_in_flight": k, "e2e_drain": c_drain,
+                            "e2e_paced": c_paced,
+                            "drain_ratio_default_over_this": _ratio(
+                                drain["events_per_s"], c_drain["events_per_s"]),
+                            "p99_ms_default_vs_this": [
+                                paced["latency_ms_steady"]["p99"],
+                                c_paced["latency_ms_steady"]["p99"]]}
     e2e = drain["events_per_s"]
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -341,6 +370,9 @@ def main() -> int:
         "grpc_batched": grpc_result,
         "e2e_drain": drain,
         "e2e_paced": paced,
+        "compared_in_flight": compared,
+        "max_batches_in_flight_default":
+            KafkaStreamConfig.model_fields["max_batches_in_flight"].default,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     out = HERE / "results.json"
