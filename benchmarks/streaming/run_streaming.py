@@ -18,6 +18,9 @@ Starts a real broker (KRaft, scorefleet.dev.kafka) and Redis (scorefleet.dev.red
 5. (unless --compare-in-flight 0) 3 and 4 again with maxBatchesInFlight 1 (each batch waits
    for its acknowledgements before the next fetch: the loop before pipelining), same rate.
 
+Each end-to-end phase starts producing once both workers hold their partitions (a stable
+group), so it measures the steady state, not the group forming (~1-3 s).
+
 Writes benchmarks/streaming/results.json. Every figure comes from this run on this machine;
 the machine is shared, so the ratios between the parts are the robust result.
 """
@@ -48,6 +51,7 @@ from stream_load import (
     percentiles,
     produce_paced,
     put_entities,
+    wait_group_assigned,
 )
 
 from scorefleet.api.scorer_config import KafkaStreamConfig
@@ -192,6 +196,7 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
     reader = VerdictReader(bootstrap, f"{topic}-verdicts", "drain-reader")
     try:
         scorer.wait_serving()
+        joined = wait_group_assigned(bootstrap, f"{topic}-scorers", WORKERS, PARTITIONS)
         cpu0 = _cpu()
         feed = producer_process(bootstrap, topic, events_file, [(300.0, 0.0)],
                                 workdir / "drain-produce.json")
@@ -201,7 +206,7 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         span = stats.last - stats.first
         return {"events": n, "verdicts": stats.count,
                 "events_per_s": stats.count / span if span > 0 else None,
-                "seconds": span, "machine_cpu_s": busy,
+                "seconds": span, "machine_cpu_s": busy, "group_ready_s": round(joined, 2),
                 "dead_lettered": scorer.metric("scorefleet_stream_dead_lettered_events_total")}
     finally:
         reader.close()
@@ -235,6 +240,7 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
 
     try:
         scorer.wait_serving()
+        joined = wait_group_assigned(bootstrap, f"{topic}-scorers", WORKERS, PARTITIONS)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
@@ -253,6 +259,7 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         after_burst = [t for t, v in lag if t > steady + burst and v <= rate * 0.05]
         return {
             "rate_events_per_s": rate, "schedule": schedule, "produced": produced,
+            "group_ready_s": round(joined, 2),
             "verdicts": stats.count,
             "latency_ms_steady": percentiles(first_part),
             "latency_ms_all": percentiles(stats.latencies_ms),

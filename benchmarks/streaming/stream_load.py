@@ -159,6 +159,28 @@ def group_lag(admin: AdminClient, group: str, topic: str, partitions: int) -> in
     return int(total)
 
 
+def wait_group_assigned(bootstrap: str, group: str, members: int, partitions: int,
+                        timeout: float = 60.0) -> float:
+    """Until ``members`` consumers of ``group`` are stable and hold every partition between
+    them (so a phase measures the steady state, not the group forming); returns seconds."""
+    from confluent_kafka import ConsumerGroupState
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(5)
+        except Exception:  # not created yet, coordinator loading
+            desc = None
+        if desc is not None and desc.state == ConsumerGroupState.STABLE:
+            held = [len(m.assignment.topic_partitions) for m in desc.members]
+            if len(held) == members and min(held) > 0 and sum(held) == partitions:
+                return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"group {group}: {members} members with {partitions} partitions not "
+                       f"within {timeout:.0f}s")
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p99": None, "max": None}

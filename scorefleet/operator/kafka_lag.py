@@ -1,12 +1,21 @@
 """Reads a consumer group's offsets from Kafka for the lag-based scaling input (the only
 operator module that talks to Kafka). What KEDA's Kafka scaler reads: committed offsets of the
-group and the beginning/end offsets of every partition of the topic."""
+group and the beginning/end offsets of every partition of the topic. The measuring pass of the
+reconcile turns them into status.streamLag (decide/stream_lag.py judges them)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from scorefleet.operator.decide.stream_lag import PartitionOffsets
+from scorefleet.api.pipeline import ScoringPipeline
+from scorefleet.api.status import StreamLagStatus
+from scorefleet.operator.decide.conditions import timestamp
+from scorefleet.operator.decide.stream_lag import (
+    PartitionOffsets,
+    lag_status,
+    lag_threshold,
+)
 
 
 class LagUnavailable(Exception):
@@ -39,3 +48,31 @@ def read_offsets(bootstrap: list[str], group: str, topic: str, timeout: float = 
             for tp in tps]
     except KafkaException as exc:
         raise LagUnavailable(str(exc)) from exc
+
+
+def stream_lag_status(pipeline: ScoringPipeline, workers: int, now: datetime,
+                      timeout: float = 5.0) -> StreamLagStatus | None:
+    """status.streamLag of a stream pipeline (None for others), read now from its broker.
+
+    A broker that cannot be asked gives a status that says so, never a guessed lag. SASL
+    pipelines are not read yet (the operator does not mount their credentials): the status says
+    that too.
+    """
+    source = pipeline.spec.source
+    if source is None:
+        return None
+    kafka = source.kafka
+    meta = pipeline.metadata
+    group = kafka.consumer_group or f"scorefleet.{meta.namespace}.{meta.name}"
+    offsets: list[PartitionOffsets] | str
+    if kafka.security_protocol != "PLAINTEXT":
+        offsets = (f"securityProtocol {kafka.security_protocol}: the operator has no "
+                   "credentials to read the group's offsets")
+    else:
+        try:
+            offsets = read_offsets(kafka.bootstrap_servers, group, kafka.topic, timeout)
+        except LagUnavailable as exc:
+            offsets = str(exc)
+    return lag_status(offsets, topic=kafka.topic, group=group,
+                      threshold=lag_threshold(kafka.max_batch_size),
+                      consumers_per_replica=workers, measured_at=timestamp(now))

@@ -29,6 +29,7 @@ from scorefleet.operator.decide.children import (
     Manifest,
     child_key,
     decide_children,
+    scorer_workers,
 )
 from scorefleet.operator.decide.conditions import Transition
 from scorefleet.operator.decide.revision import desired_revision
@@ -46,6 +47,7 @@ from scorefleet.operator.gather import (
     measure_interval,
     observe,
 )
+from scorefleet.operator.kafka_lag import stream_lag_status
 from scorefleet.operator.kube import CORE_KINDS, ROUTE_KINDS, Kube, KubeError, Obj
 from scorefleet.operator.settings import Analyst, Measure, NoMetrics
 
@@ -135,6 +137,11 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     status, transitions = decide_status(StatusInputs(
         pipeline, tracks, observed, at, rollout,
         desired_revision(pipeline.spec, defaults.scorer_image)))
+    if analyst is not None and pipeline.spec.source is not None:
+        # Periodic passes read the stream's lag (what KEDA reads); other reconciles keep the
+        # last reading. The autoscaler's hook: decide/stream_lag.bound_replicas.
+        status = status.model_copy(update={"stream_lag": stream_lag_status(
+            pipeline, scorer_workers(pipeline), at)})
     result.transitions = [*_child_transitions(result),
                           *(rollout.transitions if rollout else []), *transitions]
     _write_status(kube, body, status.wire(), result)

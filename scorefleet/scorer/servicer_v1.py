@@ -97,7 +97,15 @@ class ScorerServicer:
                     raise InvalidInput("entity keys given, but this server reads no online "
                                        "features", "entity_key")
                 width = self.features.inline_width(width)
-            rows, n = _rows_of(request, width, engine.max_events_per_rpc)
+            try:
+                rows, n = _rows_of(request, width, engine.max_events_per_rpc)
+            except InvalidInput as exc:
+                if entities is None or exc.reason != "feature_count":
+                    raise
+                raise InvalidInput(f"{exc.message} (with entity keys, events carry their own "
+                                   f"{width}: the model's {model.num_features} minus "
+                                   f"{model.num_features - width} online ones)",
+                                   exc.reason) from None
             if entities is not None and len(entities) != n:
                 raise InvalidInput(f"{len(entities)} entity keys for {n} rows; give none or one "
                                    "per row", "shape")

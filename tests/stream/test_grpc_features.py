@@ -64,7 +64,7 @@ def test_entity_keys_get_online_features_and_misses_are_flagged(
     # Bad combinations name the problem.
     for request, says in [
         (batch(rows[:, :INLINE], keys[:5]), "5 entity keys for 40 rows"),
-        (batch(full_rows(rows, senders=10), keys), "carry their own 24 features"),
+        (batch(full_rows(rows, senders=10), keys), "with entity keys, events carry their own 24"),
         (v1_pb2.ScoreBatchRequest(events=[
             v1_pb2.Event(event_id="a", entity_key="s1", features=rows[0, :INLINE].tolist()),
             v1_pb2.Event(event_id="b", features=rows[1].tolist())]), "every event"),

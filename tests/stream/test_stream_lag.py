@@ -62,6 +62,27 @@ def test_offsets_read_from_the_real_broker(kafka: KafkaBroker, topic_prefix: str
     with pytest.raises(LagUnavailable):
         read_offsets([kafka.bootstrap], topics.group, f"{topic_prefix}-missing", timeout=3)
 
+    # What a measuring reconcile writes as status.streamLag for a pipeline on that topic.
+    from datetime import UTC, datetime
+
+    from scorefleet.operator.kafka_lag import stream_lag_status
+    from tests.operator.conftest import make_pipeline
+
+    kafka_spec = {"bootstrapServers": [kafka.bootstrap], "topic": topics.events,
+                  "consumerGroup": topics.group, "verdictTopic": topics.verdicts,
+                  "deadLetterTopic": topics.dead, "maxBatchSize": 10}
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    status = stream_lag_status(make_pipeline({"source": {"kafka": kafka_spec}}), 2, now)
+    assert status is not None
+    assert (status.lag, status.lag_threshold, status.partitions, status.desired_replicas,
+            status.max_useful_replicas, status.partition_limited) == (36, 10, 3, 2, 2, True)
+    assert status.measured_at == "2026-11-29T10:00:00Z"
+    gone = stream_lag_status(make_pipeline({"source": {"kafka": {
+        **kafka_spec, "bootstrapServers": ["127.0.0.1:1"]}}}), 2, now, timeout=1)
+    assert gone is not None and gone.lag is None
+    assert gone.message.startswith("lag unavailable: ")
+    assert stream_lag_status(make_pipeline({}), 2, now) is None
+
 
 def test_lag_is_a_floor_and_partitions_a_ceiling() -> None:
     from scorefleet.operator.decide.stream_lag import bound_replicas

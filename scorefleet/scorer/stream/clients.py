@@ -20,6 +20,7 @@ from scorefleet.api.scorer_config import KafkaStreamConfig
 
 PRODUCER_LINGER_MS = 5
 DELIVERY_TIMEOUT_MS = 10 * 60 * 1000
+HEARTBEAT_MAX_MS = 1000
 
 
 class CredentialsError(Exception):
@@ -56,7 +57,10 @@ def consumer_settings(cfg: KafkaStreamConfig, client_id: str) -> dict[str, Any]:
         # were written must not silently skip them.
         "auto.offset.reset": "earliest",
         "session.timeout.ms": session_ms,
-        "heartbeat.interval.ms": max(100, session_ms // 3),
+        # At most 1 s (librdkafka's default is 3 s): the existing members learn of a rebalance
+        # at their next heartbeat, so a pod joining on scale-up gets partitions ~1 s after it
+        # asks, not ~3.4 s (measured with a 10 s session); one small request per second.
+        "heartbeat.interval.ms": max(100, min(session_ms // 3, HEARTBEAT_MAX_MS)),
         "max.poll.interval.ms": int(cfg.max_poll_interval_seconds * 1000),
         # Keep fetches flowing while a batch is scored.
         "fetch.wait.max.ms": max(1, int(cfg.max_batch_wait_seconds * 1000)),
