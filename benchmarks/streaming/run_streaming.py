@@ -19,7 +19,8 @@ Starts a real broker (KRaft, scorefleet.dev.kafka) and Redis (scorefleet.dev.red
    for its acknowledgements before the next fetch: the loop before pipelining), same rate.
 
 Each end-to-end phase starts producing once both workers hold their partitions (a stable
-group), so it measures the steady state, not the group forming (~1-3 s).
+group) and 500 warm-up events have their verdicts (the scorer's producer id, the verdict
+topic's metadata, first model runs), so it measures the steady state, not a cold start.
 
 Writes benchmarks/streaming/results.json. Every figure comes from this run on this machine;
 the machine is shared, so the ratios between the parts are the robust result.
@@ -45,6 +46,7 @@ from grpc_batched import measure_grpc_batched
 from stream_load import (
     INLINE,
     ONLINE,
+    WARM_TOPIC,
     VerdictReader,
     group_lag,
     make_events,
@@ -52,6 +54,7 @@ from stream_load import (
     produce_paced,
     put_entities,
     wait_group_assigned,
+    warm_up,
 )
 
 from scorefleet.api.scorer_config import KafkaStreamConfig
@@ -197,6 +200,7 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
     try:
         scorer.wait_serving()
         joined = wait_group_assigned(bootstrap, f"{topic}-scorers", WORKERS, PARTITIONS)
+        warm = warm_up(bootstrap, topic, reader)
         cpu0 = _cpu()
         feed = producer_process(bootstrap, topic, events_file, [(300.0, 0.0)],
                                 workdir / "drain-produce.json")
@@ -207,6 +211,7 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         return {"events": n, "verdicts": stats.count,
                 "events_per_s": stats.count / span if span > 0 else None,
                 "seconds": span, "machine_cpu_s": busy, "group_ready_s": round(joined, 2),
+                "warm_up_s": round(warm, 2),
                 "dead_lettered": scorer.metric("scorefleet_stream_dead_lettered_events_total")}
     finally:
         reader.close()
@@ -241,6 +246,7 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
     try:
         scorer.wait_serving()
         joined = wait_group_assigned(bootstrap, f"{topic}-scorers", WORKERS, PARTITIONS)
+        warm = warm_up(bootstrap, topic, reader)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
@@ -259,7 +265,7 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         after_burst = [t for t, v in lag if t > steady + burst and v <= rate * 0.05]
         return {
             "rate_events_per_s": rate, "schedule": schedule, "produced": produced,
-            "group_ready_s": round(joined, 2),
+            "group_ready_s": round(joined, 2), "warm_up_s": round(warm, 2),
             "verdicts": stats.count,
             "latency_ms_steady": percentiles(first_part),
             "latency_ms_all": percentiles(stats.latencies_ms),
@@ -314,6 +320,7 @@ def main() -> int:
         with KafkaBroker(work / "kafka", partitions=PARTITIONS) as broker, \
                 RedisServer(work / "redis") as redis_server:
             put_entities(redis_server.url)
+            create_topics(broker.bootstrap, [WARM_TOPIC])
             log("broker ceiling")
             ceiling = broker_ceiling(broker.bootstrap, values[:n_ceiling])
             log(f"  {ceiling}")

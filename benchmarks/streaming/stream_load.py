@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 INLINE, ONLINE = 24, 8
+WARM_TOPIC = "producer-warm-up"  # created by the driver; only producers write it
 ENTITIES = 10_000
 
 
@@ -63,6 +64,14 @@ def produce_paced(bootstrap: str, topic: str, values: list[bytes], schedule: lis
     """Produce ``values`` following ``schedule`` [(seconds, events/s), ...] (rate 0 = as fast as
     possible). Returns what was achieved."""
     producer = Producer(producer_settings(bootstrap))
+    # Connected (metadata, leaders) before the schedule's clock starts: otherwise the events
+    # due while it connects (~0.5-1 s, 10k at 20k/s) go out late as one burst and the "steady"
+    # phase opens with a spike of the producer's making.
+    producer.list_topics(topic, timeout=30)
+    # ... and holding its idempotent producer id, which it asks for at the first produce:
+    # one message to a topic nobody reads, acknowledged.
+    producer.produce(WARM_TOPIC, b"warm")
+    producer.flush(30)
     started = time.monotonic()
     i, n = 0, len(values)
     t0 = 0.0
@@ -111,6 +120,10 @@ class VerdictReader:
         self.consumer.subscribe([topic])
         self.stats = VerdictStats()
 
+    def reset(self) -> None:
+        """Forget what was read so far (the warm-up's verdicts)."""
+        self.stats = VerdictStats()
+
     def read(self, seconds: float, want: int | None = None) -> VerdictStats:
         st = self.stats
         deadline = time.monotonic() + seconds
@@ -157,6 +170,26 @@ def group_lag(admin: AdminClient, group: str, topic: str, partitions: int) -> in
         end = ends[TopicPartition(topic, tp.partition)].result(10).offset
         total += end - (tp.offset if tp.offset >= 0 else 0)
     return int(total)
+
+
+def warm_up(bootstrap: str, topic: str, reader: VerdictReader, n: int = 500) -> float:
+    """Produce ``n`` events and wait for their verdicts, then forget them: the scorer's first
+    batches (its producer's id and the verdict topic's metadata, first model runs, the Redis
+    connection) are a cold start, not the steady state a phase measures. Returns seconds."""
+    started = time.monotonic()
+    producer = Producer(producer_settings(bootstrap))
+    for i in range(n):
+        producer.produce(topic, f'{{"id":"warm{i}","sender":"s{i}","features":{WARM_ROW}}}'
+                         .encode())
+    producer.flush(60)
+    got = reader.read(120, want=n).count
+    if got < n:
+        raise RuntimeError(f"warm-up: {got} of {n} verdicts within 120 s")
+    reader.reset()
+    return time.monotonic() - started
+
+
+WARM_ROW = json.dumps([0.0] * INLINE)
 
 
 def wait_group_assigned(bootstrap: str, group: str, members: int, partitions: int,
