@@ -38,11 +38,23 @@ class PrometheusServer:
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self._log = (workdir / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+        self._args = [binary, f"--config.file={workdir / 'prometheus.yml'}",
+                      f"--storage.tsdb.path={workdir / 'data'}",
+                      f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(self._args, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        """Stop Prometheus (an outage); `start()` brings it back on the same port and data."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self._args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.wait_for("ready again", lambda: self._get("/-/ready") is not None, 30)
 
     def __enter__(self) -> PrometheusServer:
         self.wait_for("ready", lambda: self._get("/-/ready") is not None, 30)
@@ -50,12 +62,7 @@ class PrometheusServer:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.stop()
         self._log.close()
 
     def _get(self, path: str) -> bytes | None:

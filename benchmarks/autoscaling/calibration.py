@@ -105,3 +105,22 @@ def load(path: Path = SCORER_RESULTS, series: str = SERIES) -> ReplicaCalibratio
         saturation_qps=saturation, capacity_qps=capacity, base_ms=float(idle["p99_ms"]),
         rho=rho, p99_ms=p99, tail_ms=tail, cpu_rho=rho,
         cpu_cores=tuple(float(c) for c in cores))
+
+
+def from_points(source: str, saturation_qps: float, idle_p99_ms: float,
+                points: list[tuple[float, float]]) -> ReplicaCalibration:
+    """A replica measured elsewhere (e.g. a real pod on the local node, benchmarks/autoscaling/
+    real_loop.py): its saturation throughput, its idle p99 and (load, p99) points below
+    saturation. The same curve shape rules as `load()`; no CPU curve (CPU is not modelled for
+    it: only the scorefleet policy is replayed against such a replica)."""
+    pts = sorted((q / saturation_qps, p) for q, p in points if 0 < q < 0.99 * saturation_qps)
+    if not pts:
+        raise ValueError("no measured point below saturation")
+    rho = (0.0, *(r for r, _ in pts))
+    p99 = (idle_p99_ms, *(max(p, idle_p99_ms) for _, p in pts))
+    last_r, last_p = rho[-1], p99[-1]
+    tail = max(last_p - idle_p99_ms, 1e-3) * (1 - last_r) / last_r
+    return ReplicaCalibration(source=source, saturation_qps=saturation_qps,
+                              capacity_qps=saturation_qps, base_ms=idle_p99_ms, rho=rho,
+                              p99_ms=p99, tail_ms=tail, cpu_rho=(0.0, 1.0),
+                              cpu_cores=(0.0, 1.0))

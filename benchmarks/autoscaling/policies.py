@@ -57,10 +57,15 @@ class Scorefleet:
     phase_s: int = 5
     state: dict[str, object] = field(default_factory=dict)
     reasons: list[tuple[float, str, str]] = field(default_factory=list)
+    # The pipeline's scaling spec and the operator's windows (a replayed real run sets them).
+    spec: ScalingSpec = field(default_factory=lambda: ScalingSpec(
+        min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS))
+    window_s: float = 60.0
+    panic_window_s: float = 30.0
 
     def decide(self, now: float, prom: PromView, fleet: Fleet, current: int) -> int:
-        spec = ScalingSpec(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS)
-        qps = prom.rate("requests", now, 60)
+        spec = self.spec
+        qps = prom.rate("requests", now, self.window_s)
         obs: Observation
         last = prom.last_scrape(now)
         if qps is None or last is None:
@@ -68,9 +73,9 @@ class Scorefleet:
             obs = (NoData("no samples in the rate window") if last is None
                    else Stale(last, "no samples in the rate window"))
         else:
-            obs = MetricsSample(measured_at=last, qps=qps, p99_ms=prom.p99_ms(now, 60),
-                                qps_short=prom.rate("requests", now, 30),
-                                p99_short_ms=prom.p99_ms(now, 30),
+            obs = MetricsSample(measured_at=last, qps=qps, p99_ms=prom.p99_ms(now, self.window_s),
+                                qps_short=prom.rate("requests", now, self.panic_window_s),
+                                p99_short_ms=prom.p99_ms(now, self.panic_window_s),
                                 queue_depth=prom.gauge("queue_depth", now),
                                 in_flight=prom.gauge("in_flight", now))
         state = AutoscalerState.from_dict(self.state) if self.state else None

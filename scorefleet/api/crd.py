@@ -35,6 +35,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Candidate", "type": "string", "jsonPath": ".status.candidate.version"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Desired", "type": "integer", "jsonPath": ".status.autoscaling.stable.desired"},
+    {"name": "Scaling", "type": "string", "jsonPath": ".status.autoscaling.stable.reason"},
     {"name": "QPS", "type": "number", "jsonPath": ".status.metrics.stable.qps"},
     {"name": "P99ms", "type": "number", "jsonPath": ".status.metrics.stable.p99LatencyMs"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -88,6 +88,57 @@ class StreamLagStatus(CamelModel):
     message: str = ""
 
 
+class CapacityStatus(CamelModel):
+    """The autoscaler's estimate of what one replica of a track can take (decide/capacity.py)."""
+
+    throughput_qps: float = Field(ge=0,
+                                  description="Saturation throughput per replica, requests/s.")
+    base_ms: float = Field(ge=0, description="Idle p99 latency of one replica, ms.")
+    samples: int = Field(default=0, ge=0, description="Steady measurements learned from.")
+    source: Literal["prior", "hint", "learned"] = "prior"
+    updated_at: str | None = None
+
+
+class ScalingRecommendation(CamelModel):
+    at: str
+    replicas: int = Field(ge=0)
+
+
+class TrackAutoscaling(CamelModel):
+    """One track's last autoscaling decision, with the numbers it was judged on, and the state
+    the next decision needs (so an operator restart resumes it, never resets it)."""
+
+    current: int = Field(ge=0, description="Replicas the Deployment asked for when decided.")
+    desired: int = Field(ge=0, description="Replicas decided: what the Deployment is set to.")
+    reason: str = Field(min_length=1, max_length=64)
+    message: str = Field(default="", max_length=4096)
+    measurement: str = Field(default="", max_length=1024,
+                             description="Sample, or why there is none: NoMetrics, "
+                                         "StaleMetrics, PartialMetrics, with the detail.")
+    demand_qps: float | None = Field(default=None,
+                                     description="Requests/s the track was sized for.")
+    target_qps_per_replica: float | None = Field(
+        default=None,
+        description="Per-replica load that keeps the predicted p99 under the SLO less headroom.")
+    p99_latency_ms: float | None = Field(default=None, description="Measured p99.")
+    slo_p99_latency_ms: float | None = Field(default=None, description="The SLO it is held to.")
+    decided_at: str
+    last_change_at: str | None = None
+    last_direction: int = Field(default=0, ge=-1, le=1)
+    steady_since: str | None = None
+    capacity: CapacityStatus
+    recommendations: list[ScalingRecommendation] = Field(
+        default_factory=list, max_length=256,
+        description="Recent recommendations: the stabilization windows' history.")
+    last_queue_depth: float | None = None
+    last_sample_at: str | None = None
+
+
+class AutoscalingStatus(CamelModel):
+    stable: TrackAutoscaling | None = None
+    candidate: TrackAutoscaling | None = None
+
+
 class CanaryStatus(CamelModel):
     step: int = Field(ge=0, description="Index into spec.rollout.canary.steps.")
     weight: int = Field(ge=0, le=100, description="Candidate traffic share now, in percent.")
@@ -172,4 +223,5 @@ class PipelineStatus(CamelModel):
     stream_lag: StreamLagStatus | None = Field(
         default=None, description="Stream pipelines: consumer lag and the replicas it asks "
                                   "for, capped by partitions.")
+    autoscaling: AutoscalingStatus | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=16)

@@ -2,8 +2,11 @@
 
 A pipeline is reconciled when it is created, changed, or found at start-up, and whenever one of
 its children changes or disappears (that is how Deployment readiness reaches the status, and how
-a hand-edited or deleted child is repaired). A periodic resync reconciles every pipeline again
-and, when Prometheus is configured, measures each track into `status.metrics`.
+a hand-edited or deleted child is repaired). A periodic pass reconciles every pipeline again
+and, when Prometheus is configured, measures each track into `status.metrics` and lets the
+autoscaler decide: every `SCOREFLEET_AUTOSCALE_SECONDS` (15 s, HPA's loop) then, else every
+`SCOREFLEET_RESYNC_SECONDS`. Only these passes decide replicas; the others keep the last
+decision (decide/autoscaling.py).
 
 The resync walks a Kopf index of the pipelines Kopf's own watch streams have seen, so it covers
 exactly the namespaces the operator watches (`--namespace`, globs, or all) and needs no list
@@ -28,6 +31,7 @@ from kopf._core.intents.filters import MetaFilterToken  # the type of kopf.PRESE
 from scorefleet.api import pipeline as p
 from scorefleet.operator import naming as n
 from scorefleet.operator.kube import Kube, KubeError
+from scorefleet.operator.metrics import OperatorMetrics, serve
 from scorefleet.operator.reconcile import reconcile
 from scorefleet.operator.settings import OperatorSettings
 
@@ -60,6 +64,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["settings"] = ours
     memo["measure"] = ours.measure(log)
     memo["analyst"] = ours.analyst(log)
+    memo["metrics"] = OperatorMetrics()
+    if ours.metrics_port is not None:
+        memo["metrics_server"], _ = serve(memo["metrics"], ours.metrics_port,
+                                          ours.metrics_address)
     # Kopf passes each index by its function's name; filled by the watch streams.
     memo["watched"] = kwargs["watched_pipelines"]
     memo["resync"] = asyncio.get_running_loop().create_task(_resync_forever(memo))
@@ -72,6 +80,10 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    server = memo.get("metrics_server")
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 @kopf.index(p.GROUP, p.VERSION, p.PLURAL)
@@ -83,7 +95,7 @@ def watched_pipelines(namespace: str | None, name: str, **_: Any) -> dict[tuple[
 async def _resync_forever(memo: kopf.Memo) -> None:
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(memo["settings"].resync_seconds)
+        await asyncio.sleep(memo["settings"].pass_seconds)
         # Copied on the event loop, which is where Kopf changes the index.
         keys = sorted(memo["watched"])
         try:
@@ -96,8 +108,12 @@ def _resync_once(memo: kopf.Memo, keys: list[tuple[str, str]]) -> None:
     kube: Kube = memo["kube"]
     for namespace, name in keys:
         try:
-            reconcile(kube, namespace, name, log, memo["settings"].defaults, memo["measure"],
-                      analyst=memo["analyst"])
+            result = reconcile(kube, namespace, name, log, memo["settings"].defaults,
+                               memo["measure"], analyst=memo["analyst"])
+            if result is None:
+                memo["metrics"].forget(namespace, name)
+            elif result.scaling is not None:
+                memo["metrics"].record(namespace, name, result.scaling)
         except KubeError as exc:
             log.warning("resync of %s/%s failed: %s", namespace, name, exc)
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_api_client import PrometheusConnect
+from requests import RequestException
+from urllib3.util.retry import Retry
 
 from scorefleet.api.status import TrackMetrics
 from scorefleet.operator.decide.analysis import OUTCOMES, Buckets, ShadowWindow, TrackWindow
+from scorefleet.operator.decide.scaling_inputs import ScalingReadings
 
 # Codes that are the server's fault. INVALID_ARGUMENT / NOT_FOUND are the caller's, and
 # CANCELLED is the caller giving up: none of those should fail a canary or page an SRE.
@@ -73,6 +79,21 @@ def queries(sel: TrackSelector, window: str) -> dict[str, str]:
     }
 
 
+def scaling_queries(sel: TrackSelector, window: str, short: str) -> dict[str, str]:
+    """The autoscaler's inputs beyond `queries(sel, window)`: the panic window's rate and p99,
+    the gauges summed over the track's pods at the last scrape, how many pods that scrape
+    covered (one in-flight series per pod) and when it was taken."""
+    return {
+        "qps_short": queries(sel, short)["qps"],
+        "p99_short_ms": queries(sel, short)["p99_latency_ms"],
+        "in_flight": f"sum(scorefleet_in_flight_requests{sel.matchers()})",
+        "queue_depth": f"sum(scorefleet_queued_events{sel.matchers()})",
+        "pods": f"count(count by (instance) (scorefleet_in_flight_requests{sel.matchers()}))",
+        "scraped_at": f"max(timestamp(scorefleet_in_flight_requests{sel.matchers()}))",
+        "request_series": f"count(scorefleet_requests_total{sel.matchers()})",
+    }
+
+
 def window_queries(sel: TrackSelector, seconds: float) -> dict[str, str]:
     """One analysis interval of one track, ending now: increases (reset-corrected by
     Prometheus) and the resets themselves, which make the interval unjudgeable."""
@@ -106,11 +127,41 @@ def shadow_queries(sel: TrackSelector, primary_version: str, shadow_version: str
     }
 
 
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
 class Prometheus:
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    """Instant queries with a deadline. Prometheus down or hung must not stall the operator's
+    loop: each request times out after `timeout` (the client's default has none and retries
+    with back-off), and after a failure every query fails at once for `cooldown` seconds
+    (one timeout per cooldown, not one per query of every pipeline)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, cooldown: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
-        self._client = PrometheusConnect(url=url, disable_ssl=True)
+        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=timeout,
+                                         retry=Retry(total=1, connect=0, backoff_factor=0.2,
+                                                     status_forcelist=(502, 503, 504)))
         self._timeout = timeout
+        self._cooldown = cooldown
+        self._clock = clock
+        self._down_until = 0.0
+        self._down_error: BaseException | None = None
+
+    def _query(self, query: str) -> list[dict[str, Any]]:
+        if self._clock() < self._down_until:
+            raise PrometheusError(f"{self.url}: {query}: unavailable (failed "
+                                  f"{self._cooldown:g}s ago or less)") from self._down_error
+        try:
+            result: list[dict[str, Any]] = self._client.custom_query(
+                query, params={"timeout": f"{self._timeout:g}s"})
+        except Exception as exc:  # the client raises bare exceptions of several kinds
+            if isinstance(exc, RequestException):  # unreachable or hung, not a refused query
+                self._down_until = self._clock() + self._cooldown
+                self._down_error = exc
+            raise PrometheusError(f"{self.url}: {query}: {exc}") from exc
+        return result
 
     def started_at(self) -> float | None:
         """When this Prometheus started (epoch seconds), from its runtime info; None when the
@@ -126,10 +177,7 @@ class Prometheus:
 
     def scalar(self, query: str) -> float | None:
         """One instant query reduced to a number; None when there is no (finite) data."""
-        try:
-            result = self._client.custom_query(query, params={"timeout": f"{self._timeout:g}s"})
-        except Exception as exc:  # the client raises bare exceptions of several kinds
-            raise PrometheusError(f"{self.url}: {query}: {exc}") from exc
+        result = self._query(query)
         if not result:
             return None
         value = float(result[0]["value"][1])
@@ -137,10 +185,7 @@ class Prometheus:
 
     def vector(self, query: str, label: str) -> dict[str, float]:
         """An instant vector keyed by one label's value (non-finite samples dropped)."""
-        try:
-            result = self._client.custom_query(query, params={"timeout": f"{self._timeout:g}s"})
-        except Exception as exc:
-            raise PrometheusError(f"{self.url}: {query}: {exc}") from exc
+        result = self._query(query)
         out = {}
         for sample in result or []:
             value = float(sample["value"][1])
@@ -172,6 +217,24 @@ class Prometheus:
             candidate_scores=self.buckets(q["candidate_scores"]),
             delta=self.buckets(q["delta"]),
             resets=int(self.scalar(q["resets"]) or 0))
+
+    def scaling_readings(self, sel: TrackSelector, window: str, short: str,
+                         ) -> tuple[TrackMetrics, ScalingReadings]:
+        """The status measurement and the autoscaler's readings of one track, in one pass.
+        Prometheus unreachable: `PrometheusError` (the caller records it in the readings)."""
+        metrics = self.track_metrics(sel, window)
+        q = scaling_queries(sel, window, short)
+        pods = self.scalar(q["pods"])
+        flowing = bool(metrics.qps)
+        return metrics, ScalingReadings(
+            qps=metrics.qps, qps_short=self.scalar(q["qps_short"]),
+            p99_ms=metrics.p99_latency_ms,
+            p99_short_ms=self.scalar(q["p99_short_ms"]) if flowing else None,
+            in_flight=self.scalar(q["in_flight"]), queue_depth=self.scalar(q["queue_depth"]),
+            error_rate=metrics.error_rate, pods=None if pods is None else int(pods),
+            scraped_at=self.scalar(q["scraped_at"]),
+            request_series=None if metrics.qps is not None else _count(
+                self.scalar(q["request_series"])))
 
     def track_metrics(self, sel: TrackSelector, window: str = "1m") -> TrackMetrics:
         q = queries(sel, window)

@@ -23,6 +23,11 @@ from typing import Any
 
 from scorefleet.operator.announce import announce
 from scorefleet.operator.confirmed import Confirmed
+from scorefleet.operator.decide.autoscaling import (
+    AutoscalingOutcome,
+    decide_autoscaling,
+    held_replicas,
+)
 from scorefleet.operator.decide.children import (
     DEFAULTS,
     Defaults,
@@ -33,7 +38,8 @@ from scorefleet.operator.decide.children import (
 )
 from scorefleet.operator.decide.conditions import Transition
 from scorefleet.operator.decide.revision import desired_revision
-from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout, first_route
+from scorefleet.operator.decide.rollout import RolloutState
+from scorefleet.operator.decide.rollout_plan import decide_pipeline_rollout, first_route, replan
 from scorefleet.operator.decide.status import (
     StatusInputs,
     decide_invalid_status,
@@ -73,6 +79,7 @@ class ReconcileResult:
     status_written: bool = False
     transitions: list[Transition] = field(default_factory=list)
     invalid: InvalidSpec | None = None
+    scaling: AutoscalingOutcome | None = None
 
 
 def same_object(preview: Obj, live: Obj) -> bool:
@@ -119,12 +126,20 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     if isinstance(pipeline, InvalidSpec):
         return _report_invalid(kube, body, pipeline, logger, at)
     observed = observe(ns, name, existing, measure)
-    tracks = plan_tracks(pipeline)
+    stable_dep = observed.track("stable").deployment
+    held = held_replicas(pipeline.spec, pipeline.status.autoscaling)
     rollout = None
-    if tracks.stable_established:
+    if plan_tracks(pipeline, held).stable_established:
         rollout = decide_pipeline_rollout(pipeline, observed, defaults.scorer_image,
-                                          measure_interval(analyst, pipeline, at), at)
+                                          measure_interval(analyst, pipeline, at), at, held)
+    # The autoscaler sizes the stable track knowing the rollout's state after this pass.
+    scaling = decide_autoscaling(
+        pipeline, stable_dep, observed.track("stable").scaling,
+        rollout.decision.state if rollout is not None else RolloutState.from_status(
+            pipeline.status), at)
+    tracks = plan_tracks(pipeline, scaling.stable_replicas)
     if rollout is not None:
+        rollout = replan(pipeline, rollout, scaling.stable_replicas)
         tracks = TrackDecision(tracks=rollout.tracks, stable_established=True)
     desired = decide_children(pipeline, tracks.tracks, defaults)
     if isinstance(desired, InvalidSpec):
@@ -136,14 +151,16 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     observed = observed.with_deployments(deployments_by_track(current), apply_error)
     status, transitions = decide_status(StatusInputs(
         pipeline, tracks, observed, at, rollout,
-        desired_revision(pipeline.spec, defaults.scorer_image)))
+        desired_revision(pipeline.spec, defaults.scorer_image), scaling))
     if analyst is not None and pipeline.spec.source is not None:
         # Periodic passes read the stream's lag (what KEDA reads); other reconciles keep the
         # last reading. The autoscaler's hook: decide/stream_lag.bound_replicas.
         status = status.model_copy(update={"stream_lag": stream_lag_status(
             pipeline, scorer_workers(pipeline), at)})
-    result.transitions = [*_child_transitions(result),
-                          *(rollout.transitions if rollout else []), *transitions]
+    result.transitions = [*_child_transitions(result, scaled=bool(scaling.transitions)),
+                          *(rollout.transitions if rollout else []),
+                          *scaling.transitions, *transitions]
+    result.scaling = scaling
     _write_status(kube, body, status.wire(), result)
     for transition in result.transitions:
         announce(kube, body, transition, logger)
@@ -198,6 +215,7 @@ def _write_status(kube: Kube, body: Obj, new_status: dict[str, Any],
 
 def _apply_if_changed(kube: Kube, manifest: Manifest, live: Obj | None,
                       result: ReconcileResult) -> Obj:
+    verb = "created"
     if live is not None:
         if CONFIRMED.unchanged(manifest, live):
             result.unchanged += 1
@@ -208,17 +226,49 @@ def _apply_if_changed(kube: Kube, manifest: Manifest, live: Obj | None,
             CONFIRMED.record(manifest, live)
             result.unchanged += 1
             return live
+        verb = "scaled" if _only_replicas(preview, live) else "updated"
     applied = kube.apply(manifest)
     CONFIRMED.record(manifest, applied)
-    verb = "created" if live is None else "updated"
+    if verb == "scaled" and live is not None:
+        applied = _observed_scale(applied, live)
     result.applied.append(f"{manifest['kind']}/{manifest['metadata']['name']} {verb}")
     return applied
 
 
-def _child_transitions(result: ReconcileResult) -> list[Transition]:
+def _observed_scale(applied: Obj, live: Obj) -> Obj:
+    """A Deployment whose replicas alone changed: if the controller had observed the live
+    generation, its status still describes the current pod template (only the count moved),
+    so the new generation counts as observed. Otherwise the reconcile that scales would judge
+    the track by a status the controller has not caught up with yet, and Ready would drop
+    for a moment at every scale-up."""
+    status = live.get("status") or {}
+    if status.get("observedGeneration", 0) < live["metadata"].get("generation", 0):
+        return applied
+    generation = applied["metadata"].get("generation", 0)
+    return {**applied, "status": {**(applied.get("status") or {}),
+                                  "observedGeneration": generation}}
+
+
+def _only_replicas(preview: Obj, live: Obj) -> bool:
+    """Did only spec.replicas change (an autoscaling decision, announced as such)?"""
+    def rest(obj: Obj) -> Obj:
+        return {k: v for k, v in (obj.get("spec") or {}).items() if k != "replicas"}
+    return (same_object({**preview, "spec": rest(preview)}, {**live, "spec": rest(live)})
+            and (preview.get("spec") or {}).get("replicas") != (live.get("spec") or {}).get(
+                "replicas"))
+
+
+def _child_transitions(result: ReconcileResult, scaled: bool = False) -> list[Transition]:
+    """One per child created, changed or deleted. A Deployment whose replicas alone changed
+    by this reconcile's autoscaling decision (`scaled`) is announced by that decision's own
+    Event, not a second time here."""
     out = []
     for item in result.applied:
         what, verb = item.rsplit(" ", 1)
+        if verb == "scaled":
+            if scaled:
+                continue
+            verb = "updated"
         out.append(Transition("Normal", "ChildCreated" if verb == "created" else "ChildUpdated",
                               f"{what} {verb}"))
     out += [Transition("Normal", "ChildDeleted", f"{what} deleted") for what in result.deleted]

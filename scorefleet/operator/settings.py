@@ -12,10 +12,13 @@ from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.api.status import TrackMetrics
 from scorefleet.operator.decide.analysis import CanaryWindow, ShadowWindow, TrackWindow
 from scorefleet.operator.decide.children import Defaults
+from scorefleet.operator.decide.scaling_inputs import ScalingReadings
 from scorefleet.operator.prometheus import Prometheus, PrometheusError, TrackSelector
 
-# (namespace, pipeline, track) -> the track's measurement, or None when it could not be taken.
-Measure = Callable[[str, str, str], TrackMetrics | None]
+# (namespace, pipeline, track) -> the track's measurement for status (None when it could not
+# be taken: the last one stays) and the autoscaler's readings (which say why when they could
+# not be taken).
+Measure = Callable[[str, str, str], tuple[TrackMetrics | None, ScalingReadings]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,14 @@ class OperatorSettings:
     # with a static scrape config).
     namespace_label: str = "namespace"
     metrics_window: str = "1m"
+    # The autoscaler's panic window (its stable window is metrics_window).
+    panic_window: str = "30s"
     resync_seconds: float = 30.0
+    # How often the autoscaler decides (each decision is a measuring reconcile), as HPA's loop.
+    autoscale_seconds: float = 15.0
+    # Operator metrics (autoscaling decisions) served on this port; None = not served.
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -78,7 +88,20 @@ class OperatorSettings:
             namespace_label=env.get("SCOREFLEET_PROMETHEUS_NAMESPACE_LABEL", "namespace"),
             metrics_window=env.get("SCOREFLEET_METRICS_WINDOW") or "1m",
             resync_seconds=float(env.get("SCOREFLEET_RESYNC_SECONDS") or 30),
+            panic_window=env.get("SCOREFLEET_PANIC_WINDOW") or "30s",
+            autoscale_seconds=float(env.get("SCOREFLEET_AUTOSCALE_SECONDS") or 15),
+            metrics_port=int(env["SCOREFLEET_OPERATOR_METRICS_PORT"])
+            if env.get("SCOREFLEET_OPERATOR_METRICS_PORT") else None,
+            metrics_address=env.get("SCOREFLEET_OPERATOR_METRICS_ADDRESS") or "127.0.0.1",
         )
+
+    @property
+    def pass_seconds(self) -> float:
+        """The periodic pass's period: the autoscaler's when there is Prometheus to decide
+        from (or the resync's, if shorter), else the resync's."""
+        if self.prometheus_url:
+            return min(self.resync_seconds, self.autoscale_seconds)
+        return self.resync_seconds
 
     def measure(self, logger: logging.Logger) -> Measure | None:
         """A measuring function over Prometheus, or None when no Prometheus is configured."""
@@ -86,15 +109,18 @@ class OperatorSettings:
             return None
         prom = Prometheus(self.prometheus_url)
 
-        def measure(namespace: str, pipeline: str, track: str) -> TrackMetrics | None:
+        def measure(namespace: str, pipeline: str, track: str,
+                    ) -> tuple[TrackMetrics | None, ScalingReadings]:
             extra = {self.namespace_label: namespace} if self.namespace_label else {}
             try:
-                return prom.track_metrics(TrackSelector(pipeline, track, extra),
-                                          self.metrics_window)
+                return prom.scaling_readings(TrackSelector(pipeline, track, extra),
+                                             self.metrics_window, self.panic_window)
             except PrometheusError as exc:
-                # Keep the last measurement rather than write a made-up one.
+                # Keep the last measurement rather than write a made-up one; the autoscaler
+                # holds and says why.
                 logger.warning("could not measure %s/%s %s: %s", namespace, pipeline, track, exc)
-                return None
+                cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+                return None, ScalingReadings(error=f"{prom.url} ({cause})")
 
         return measure
 

@@ -25,7 +25,8 @@ CUSTOM: dict[str, Any] = {
     "serviceAccount": {"create": True, "name": "fleet-sa", "annotations": {"a": "b"}},
     "watchNamespace": "ml",
     "prometheus": {"url": "http://prometheus.monitoring:9090"},
-    "operator": {"livenessPort": 18080, "verbose": True, "extraArgs": ["--log-format=json"],
+    "operator": {"livenessPort": 18080, "metricsPort": 9102, "verbose": True,
+                 "extraArgs": ["--log-format=json"],
                  "extraEnv": [{"name": "X", "value": "1"}]},
     "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "300Mi"}},
     "podAnnotations": {"prometheus.io/scrape": "false"},
@@ -106,7 +107,8 @@ def test_default_render(helm: Helm) -> None:
     assert c["image"] == "ghcr.io/scorefleet/scorer:0.1.0"
     assert c["command"] == ["python", "-m", "scorefleet.operator"]
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz"]
-    assert c["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 8081, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "192Mi"},
                               "limits": {"memory": "512Mi"}}
@@ -116,7 +118,9 @@ def test_default_render(helm: Helm) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env == {"SCOREFLEET_SCORER_IMAGE": "ghcr.io/scorefleet/scorer:0.1.0",
-                   "SCOREFLEET_SCORER_IMAGE_PULL_POLICY": "IfNotPresent"}
+                   "SCOREFLEET_SCORER_IMAGE_PULL_POLICY": "IfNotPresent",
+                   "SCOREFLEET_OPERATOR_METRICS_PORT": "8081",
+                   "SCOREFLEET_OPERATOR_METRICS_ADDRESS": "0.0.0.0"}
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == "sf-scorefleet"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sf-scorefleet",
@@ -166,7 +170,8 @@ def test_custom_render(helm: Helm) -> None:
     assert env == {"SCOREFLEET_SCORER_IMAGE": "registry.example/scorer:9.9.9",
                    "SCOREFLEET_SCORER_IMAGE_PULL_POLICY": "IfNotPresent",
                    "SCOREFLEET_PROMETHEUS_URL": "http://prometheus.monitoring:9090",
-                   "X": "1"}
+                   "SCOREFLEET_OPERATOR_METRICS_PORT": "9102",
+                   "SCOREFLEET_OPERATOR_METRICS_ADDRESS": "0.0.0.0", "X": "1"}
     assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {"a": "b"}
     # Watching one namespace: the namespaced rules move to a Role there; the ClusterRole keeps
     # only what is cluster-scoped.

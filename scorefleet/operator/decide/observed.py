@@ -14,6 +14,7 @@ from typing import Any
 
 from scorefleet.api.status import TrackMetrics
 from scorefleet.operator import naming as n
+from scorefleet.operator.decide.scaling_inputs import ScalingReadings
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TrackObservation:
     deployment: DeploymentState | None = None
     # Measured from Prometheus on this reconcile; None = not measured now (keep the last).
     metrics: TrackMetrics | None = None
+    # The autoscaler's readings, on measuring reconciles; None = not measured now.
+    scaling: ScalingReadings | None = None
 
 
 NO_TRACK = TrackObservation()

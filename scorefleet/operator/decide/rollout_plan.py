@@ -82,9 +82,12 @@ def _plan(revision: Revision, track: Track, replicas: int,
 
 
 def plan_for(pipeline: ScoringPipeline, traffic: TrafficPlan, stable: Revision,
-             desired: Revision) -> tuple[tuple[TrackPlan, ...], RoutePlan]:
-    """The tracks and the route one traffic plan stands for."""
-    replicas = pipeline.spec.scaling.min_replicas
+             desired: Revision, stable_replicas: int | None = None,
+             ) -> tuple[tuple[TrackPlan, ...], RoutePlan]:
+    """The tracks and the route one traffic plan stands for. `stable_replicas` is the
+    autoscaler's count for the stable track (None: minReplicas); the router sizes the
+    candidate from it by the weight."""
+    replicas = pipeline.spec.scaling.min_replicas if stable_replicas is None else stable_replicas
     router = pipeline.spec.rollout.router
     serving = traffic.candidate_track == "serving"
     mirror = (router.grpc_route.mirror_percent or 0) if (
@@ -110,12 +113,14 @@ def first_route(pipeline: ScoringPipeline) -> RoutePlan:
         pipeline, Split(stable_replicas=pipeline.spec.scaling.min_replicas))
 
 
-def ready_for(pipeline: ScoringPipeline, context: RolloutContext, observed: Observed) -> bool:
-    """Is the persisted state's plan in effect (judged on the children as observed)?"""
+def ready_for(pipeline: ScoringPipeline, context: RolloutContext, observed: Observed,
+              stable_replicas: int | None = None) -> bool:
+    """Is the persisted state's plan in effect (judged on the children as observed)?
+    `stable_replicas`: what the previous reconcile applied to the stable track."""
     if context.stable is None or context.state is None:
         return False
     traffic = traffic_for(context.state)
-    tracks, _ = plan_for(pipeline, traffic, context.stable, context.desired)
+    tracks, _ = plan_for(pipeline, traffic, context.stable, context.desired, stable_replicas)
     needed = [t for t in tracks if t.replicas > 0 and (
         t.track == "candidate" or traffic.shadow or traffic.stable_runs_candidate)]
     return bool(needed) and all(
@@ -132,8 +137,11 @@ def candidate_failure(observed: Observed) -> str | None:
 
 def decide_pipeline_rollout(pipeline: ScoringPipeline, observed: Observed, default_image: str,
                             measurement: CanaryWindow | ShadowWindow | None,
-                            now: datetime) -> RolloutOutcome | None:
-    """None while the first model is being deployed (no stable revision yet)."""
+                            now: datetime, stable_replicas: int | None = None,
+                            ) -> RolloutOutcome | None:
+    """None while the first model is being deployed (no stable revision yet).
+    `stable_replicas`: the count the previous reconcile applied (the autoscaler's last
+    decision); the reconcile re-plans with this pass's decision (`replan`)."""
     context = RolloutContext.of(pipeline, default_image)
     if context.stable is None:
         return None
@@ -141,11 +149,23 @@ def decide_pipeline_rollout(pipeline: ScoringPipeline, observed: Observed, defau
         spec=pipeline.spec, desired=context.desired, stable=context.stable,
         state=context.state, now=now,
         action=pipeline.metadata.annotations.get(ACTION_ANNOTATION),
-        measurement=measurement, ready=ready_for(pipeline, context, observed),
+        measurement=measurement,
+        ready=ready_for(pipeline, context, observed, stable_replicas),
         candidate_failure=candidate_failure(observed)))
     stable = decision.promoted or context.stable
-    tracks, route = plan_for(pipeline, decision.plan, stable, context.desired)
+    tracks, route = plan_for(pipeline, decision.plan, stable, context.desired, stable_replicas)
     return RolloutOutcome(context, decision, tracks, route)
+
+
+def replan(pipeline: ScoringPipeline, outcome: RolloutOutcome,
+           stable_replicas: int) -> RolloutOutcome:
+    """The same decision with the stable track at `stable_replicas` (the autoscaler's
+    decision on this pass, which needs the rollout's new state first)."""
+    stable = outcome.decision.promoted or outcome.context.stable
+    assert stable is not None, "a rollout outcome always has a stable revision"
+    tracks, route = plan_for(pipeline, outcome.decision.plan, stable,
+                             outcome.context.desired, stable_replicas)
+    return RolloutOutcome(outcome.context, outcome.decision, tracks, route)
 
 
 # -- status ------------------------------------------------------------------------------------

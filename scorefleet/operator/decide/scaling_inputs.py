@@ -100,3 +100,80 @@ class RolloutView:
         if not 0.0 <= self.shadow_sample_rate <= 1.0:
             raise ValueError(f"shadow_sample_rate must be within 0..1, got "
                              f"{self.shadow_sample_rate}")
+
+
+@dataclass(frozen=True)
+class ScalingReadings:
+    """What Prometheus answered for one track, before it is judged (None = no series).
+
+    `error` is set when Prometheus could not be asked at all (then nothing else is). `scraped_at`
+    is the newest scrape of the track's pods; `pods` how many pods were in that scrape;
+    `request_series` how many request-counter series those pods export (none before a pod's
+    first request).
+    """
+
+    qps: float | None = None
+    qps_short: float | None = None
+    p99_ms: float | None = None
+    p99_short_ms: float | None = None
+    in_flight: float | None = None
+    queue_depth: float | None = None
+    error_rate: float | None = None
+    pods: int | None = None
+    scraped_at: float | None = None
+    request_series: int | None = None
+    error: str | None = None
+
+
+def observation(readings: ScalingReadings, ready: int, last_sample_at: float | None,
+                stale_after: float, now: float) -> Observation:
+    """Judge one track's readings: a sample, or why there is none. Never a made-up zero.
+
+    Prometheus down (or the query refused): `Stale` at the last sample the autoscaler used,
+    or `NoData` if it never had one. No series at all: `NoData` (the pods are not scraped, or
+    the selector is wrong). The newest scrape older than `stale_after`: `Stale`. Fewer scraped
+    pods than ready ones, no p99 while requests flow, or a missing gauge: `Partial`, naming
+    what is missing.
+    """
+    r = readings
+    if r.error is not None:
+        if last_sample_at is not None:
+            return Stale(last_sample_at, f"Prometheus unavailable: {r.error}")
+        return NoData(f"Prometheus unavailable: {r.error}")
+    if r.pods is None or r.scraped_at is None:
+        return NoData("no scorer series in Prometheus for this track")
+    if now - r.scraped_at > stale_after:
+        return Stale(r.scraped_at, f"newest scrape {now - r.scraped_at:.0f}s old")
+    qps = r.qps
+    if qps is None:
+        if r.request_series:
+            # Counters exist but no rate yet (a pod or Prometheus just started, fewer than two
+            # scrapes in the window): unknown, not zero.
+            return NoData("request counters scraped, but no complete rate window yet")
+        # The pods are scraped fresh and none has a request counter: none has served a
+        # request since it started. A measured zero, unlike an empty answer.
+        qps = 0.0
+    sample = MetricsSample(measured_at=r.scraped_at, qps=qps, p99_ms=r.p99_ms,
+                           qps_short=r.qps_short, p99_short_ms=r.p99_short_ms,
+                           in_flight=r.in_flight, queue_depth=r.queue_depth,
+                           error_rate=r.error_rate)
+    missing = []
+    if r.pods < ready:
+        missing.append(f"pods {r.pods}/{ready} scraped")
+    if r.p99_ms is None and qps > 0:
+        missing.append("p99")
+    missing += [name for name, v in (("in-flight", r.in_flight), ("queue depth", r.queue_depth))
+                if v is None]
+    return Partial(sample, tuple(missing)) if missing else sample
+
+
+def describe(obs: Observation) -> str:
+    """One line for status: what the autoscaler was given."""
+    if isinstance(obs, NoData):
+        return f"NoMetrics: {obs.reason}"
+    if isinstance(obs, Stale):
+        return f"StaleMetrics: {obs.reason}".rstrip(": ")
+    if isinstance(obs, Partial):
+        return f"PartialMetrics: missing {', '.join(obs.missing)}"
+    p99 = "none" if obs.p99_ms is None else f"{obs.p99_ms:.1f} ms"
+    return f"Sample: {obs.qps:.1f} qps, p99 {p99}"

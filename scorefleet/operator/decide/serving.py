@@ -30,7 +30,11 @@ class TrackServing:
     message: str
 
 
-def track_serving(plan: TrackPlan, observed: TrackObservation) -> TrackServing:
+def track_serving(plan: TrackPlan, observed: TrackObservation,
+                  floor: int | None = None) -> TrackServing:
+    """With `floor`, a track whose pods all run its template still serves while it scales up,
+    as long as `floor` of them are available (the Ready condition must not drop at every
+    scale-up); without it, every desired pod must be available (a promotion waits for that)."""
     track, model, desired = plan.track, plan.model, plan.replicas
     what = f"{model.name} {model.version}"
     dep = observed.deployment
@@ -46,6 +50,11 @@ def track_serving(plan: TrackPlan, observed: TrackObservation) -> TrackServing:
     if dep.rolled_out:
         return TrackServing(True, dep.ready, desired, dep.updated,
                             f"{dep.available}/{desired} {track} scorers serve {what}")
+    if (floor is not None and dep.observed_generation >= dep.generation
+            and dep.total <= dep.updated and dep.available >= min(floor, desired)):
+        return TrackServing(True, dep.ready, desired, dep.updated,
+                            f"{dep.available}/{desired} {track} scorers serve {what} "
+                            f"(scaling; {min(floor, desired)} needed)")
     return TrackServing(False, dep.ready, desired, dep.updated,
                         f"{dep.ready}/{desired} {track} scorers ready with {what}"
                         + (f" ({dep.total - dep.updated} old pods remain)"

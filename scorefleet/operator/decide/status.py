@@ -20,6 +20,7 @@ another's.
 | candidate   | candidate, stableRevision, rollout,     | Promoted, RolledBack |
 |             | canary, shadow, analysis (rollout_plan) |                      |
 | metrics     | metrics                                 | -                    |
+| autoscaling | autoscaling (decide/autoscaling.py)     | ScalingActive        |
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from scorefleet.api.status import (
     RolloutStatus,
     TrackReplicas,
 )
+from scorefleet.operator.decide.autoscaling import AutoscalingOutcome
 from scorefleet.operator.decide.conditions import (
     Transition,
     Verdict,
@@ -68,9 +70,15 @@ class StatusInputs:
     # The spec's revision (decide/revision.py), recorded once the first model is served.
     revision: Revision | None = None
 
+    # The autoscaler's decision on this reconcile (decide/autoscaling.py).
+    autoscaling: AutoscalingOutcome | None = None
+
     @property
     def stable(self) -> TrackServing:
-        return track_serving(self.tracks.stable, self.observed.track("stable"))
+        # Serving while scaling up with at least minReplicas available: capacity being added
+        # is not an outage (decide/serving.py).
+        return track_serving(self.tracks.stable, self.observed.track("stable"),
+                             floor=self.pipeline.spec.scaling.min_replicas)
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,14 @@ def _first_model_part(i: StatusInputs) -> StatusPart:
     return StatusPart(fields=fields, conditions=(promoted,))
 
 
+def autoscaling_part(i: StatusInputs) -> StatusPart:
+    """status.autoscaling and ScalingActive, on measuring passes only (others keep both)."""
+    a = i.autoscaling
+    if a is None or a.status is None or a.verdict is None:
+        return StatusPart()
+    return StatusPart(fields={"autoscaling": a.status}, conditions=(a.verdict,))
+
+
 def metrics_part(i: StatusInputs) -> StatusPart:
     measured = i.observed.track("stable").metrics
     if measured is None:
@@ -164,7 +180,7 @@ def metrics_part(i: StatusInputs) -> StatusPart:
 
 
 SUB_DECISIONS: tuple[SubDecision, ...] = (serving_part, health_part, candidate_part,
-                                          metrics_part)
+                                          metrics_part, autoscaling_part)
 
 
 def merge(parts: Sequence[StatusPart]) -> tuple[dict[str, Any], list[Verdict]]:

@@ -72,9 +72,12 @@ def same_model(a: ModelRef, b: ModelRef) -> bool:
     return model_revision(a) == model_revision(b)
 
 
-def plan_tracks(pipeline: ScoringPipeline) -> TrackDecision:
+def plan_tracks(pipeline: ScoringPipeline, replicas: int | None = None) -> TrackDecision:
+    """`replicas`: the stable track's, as the autoscaler decided (decide/autoscaling.py);
+    None only for a pipeline never scaled (minReplicas)."""
     desired = pipeline.spec.model
-    replicas = pipeline.spec.scaling.min_replicas
+    if replicas is None:
+        replicas = pipeline.spec.scaling.min_replicas
     recorded = pipeline.status.stable
     if recorded is None:
         return TrackDecision(tracks=(TrackPlan("stable", desired, replicas),),
