@@ -251,18 +251,28 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         sampler.start()
         started = time.monotonic()
         feed = producer_process(bootstrap, topic, events_file, schedule,
-                                workdir / "paced-produce.json")
-        total = min(n_events, sum(int(s * r) for s, r in schedule))
-        stats = reader.read(sum(s for s, _ in schedule) + 60, want=total)
+                                workdir / f"{topic}-produce.json")
+        # The producer cycles through the events file when the schedule wants more; the
+        # verdicts awaited are the events it really sent.
+        deadline = time.monotonic() + sum(s for s, _ in schedule) + 60
+        while feed.poll() is None and time.monotonic() < deadline:
+            reader.read(0.5)
         feed.wait(60)
+        produced = json.loads((workdir / f"{topic}-produce.json").read_text())
+        stats = reader.read(60, want=produced["sent"])
         time.sleep(1.0)
         stop.set()
         sampler.join(5)
-        produced = json.loads((workdir / "paced-produce.json").read_text())
         steady_n = int(steady * rate)
         first_part = stats.latencies_ms[:steady_n]
         burst_start = started + steady
-        after_burst = [t for t, v in lag if t > steady + burst and v <= rate * 0.05]
+        # Committed lag never reads 0 while events flow (offsets are committed after the
+        # verdicts are acknowledged, at most 10 times a second): "back" = back to what it
+        # was in the steady phase before the burst (its 90th percentile, at least 5% of a
+        # second's events).
+        before = sorted(v for t, v in lag if 1.0 < t <= steady)
+        steady_lag = max(rate * 0.05, before[int(0.9 * (len(before) - 1))] if before else 0)
+        after_burst = [t for t, v in lag if t > steady + burst and v <= steady_lag]
         return {
             "rate_events_per_s": rate, "schedule": schedule, "produced": produced,
             "group_ready_s": round(joined, 2), "warm_up_s": round(warm, 2),
@@ -272,8 +282,9 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
             "lag_over_time": lag,
             "lag_max": max((v for _, v in lag), default=None),
             "lag_final": lag[-1][1] if lag else None,
-            "lag_back_to_near_zero_s_after_burst": (round(after_burst[0] - (steady + burst), 2)
-                                                    if after_burst else None),
+            "lag_steady_level": steady_lag,
+            "lag_back_to_steady_s_after_burst": (round(after_burst[0] - (steady + burst), 2)
+                                                 if after_burst else None),
             "burst_started_s": round(burst_start - started, 2),
             "scorer_e2e_histogram_count": scorer.metric(
                 "scorefleet_stream_end_to_end_seconds_count"),
@@ -377,8 +388,9 @@ def main() -> int:
             "e2e_events_per_s >= 50000": bool(e2e and e2e >= 50_000),
             "e2e_p99_ms < 250": bool(paced["latency_ms_steady"]["p99"] is not None
                                      and paced["latency_ms_steady"]["p99"] < 250),
-            "lag back to zero after burst": paced["lag_back_to_near_zero_s_after_burst"]
-            is not None,
+            "lag back to its steady level after the burst":
+                paced["lag_back_to_steady_s_after_burst"] is not None,
+            "lag 0 once production ends": paced["lag_final"] == 0,
         },
         "broker_ceiling": ceiling,
         "grpc_batched": grpc_result,

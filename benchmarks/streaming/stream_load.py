@@ -60,9 +60,10 @@ def producer_settings(bootstrap: str) -> dict[str, Any]:
 
 
 def produce_paced(bootstrap: str, topic: str, values: list[bytes], schedule: list[tuple[float,
-                  float]]) -> dict[str, Any]:
+                  float]], cycle: bool = False) -> dict[str, Any]:
     """Produce ``values`` following ``schedule`` [(seconds, events/s), ...] (rate 0 = as fast as
-    possible). Returns what was achieved."""
+    possible). ``cycle``: start over when the values run out before the schedule does (each
+    send is a new event with its own timestamp; ids repeat). Returns what was achieved."""
     producer = Producer(producer_settings(bootstrap))
     # Connected (metadata, leaders) before the schedule's clock starts: otherwise the events
     # due while it connects (~0.5-1 s, 10k at 20k/s) go out late as one burst and the "steady"
@@ -74,12 +75,13 @@ def produce_paced(bootstrap: str, topic: str, values: list[bytes], schedule: lis
     producer.flush(30)
     started = time.monotonic()
     i, n = 0, len(values)
+    limit = sys.maxsize if cycle else n
     t0 = 0.0
     for seconds, rate in schedule:
         step_start = time.monotonic()
         step_end = step_start + seconds
         sent_in_step = 0
-        while i < n and time.monotonic() < step_end:
+        while i < limit and time.monotonic() < step_end:
             if rate > 0:
                 due = int((time.monotonic() - step_start) * rate) - sent_in_step
                 if due <= 0:
@@ -87,9 +89,9 @@ def produce_paced(bootstrap: str, topic: str, values: list[bytes], schedule: lis
                     continue
             else:
                 due = 1000
-            for _ in range(min(due, n - i)):
+            for _ in range(min(due, limit - i)):
                 try:
-                    producer.produce(topic, values[i])
+                    producer.produce(topic, values[i % n])
                 except BufferError:
                     producer.poll(0.01)
                     break
@@ -229,7 +231,8 @@ def main(argv: list[str]) -> int:
     _, bootstrap, topic, events_file, schedule_json, out = argv
     values = Path(events_file).read_bytes().split(b"\n")
     schedule = [(float(s), float(r)) for s, r in json.loads(schedule_json)]
-    result = produce_paced(bootstrap, topic, values, schedule)
+    result = produce_paced(bootstrap, topic, values, schedule,
+                           cycle=all(rate > 0 for _, rate in schedule))
     Path(out).write_text(json.dumps(result))
     return 0
 
