@@ -132,6 +132,13 @@ class TrackAutoscaling(CamelModel):
         description="Recent recommendations: the stabilization windows' history.")
     last_queue_depth: float | None = None
     last_sample_at: str | None = None
+    stream_bound: str | None = Field(
+        default=None, max_length=1024,
+        description="Stream pipelines: how the consumer lag (floor) and the partition count "
+                    "(ceiling) bounded the replicas.")
+    partition_limited: bool | None = Field(
+        default=None, description="Stream pipelines: partitions, not pods, limit consumption; "
+                                  "more pods would sit idle.")
 
 
 class AutoscalingStatus(CamelModel):

@@ -45,6 +45,7 @@ from scorefleet.operator.decide.status import (
     decide_invalid_status,
     decide_status,
 )
+from scorefleet.operator.decide.stream_lag import stream_input
 from scorefleet.operator.decide.tracks import TrackDecision, plan_tracks
 from scorefleet.operator.decide.validity import InvalidSpec, last_status, parse_pipeline
 from scorefleet.operator.gather import (
@@ -132,11 +133,16 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     if plan_tracks(pipeline, held).stable_established:
         rollout = decide_pipeline_rollout(pipeline, observed, defaults.scorer_image,
                                           measure_interval(analyst, pipeline, at), at, held)
+    # Periodic passes read the stream's lag (what KEDA reads) before deciding; other
+    # reconciles keep the last reading and the last decision.
+    lag = None
+    if analyst is not None and pipeline.spec.source is not None:
+        lag = stream_lag_status(pipeline, scorer_workers(pipeline), at)
     # The autoscaler sizes the stable track knowing the rollout's state after this pass.
     scaling = decide_autoscaling(
         pipeline, stable_dep, observed.track("stable").scaling,
         rollout.decision.state if rollout is not None else RolloutState.from_status(
-            pipeline.status), at)
+            pipeline.status), at, stream=stream_input(lag))
     tracks = plan_tracks(pipeline, scaling.stable_replicas)
     if rollout is not None:
         rollout = replan(pipeline, rollout, scaling.stable_replicas)
@@ -152,11 +158,8 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     status, transitions = decide_status(StatusInputs(
         pipeline, tracks, observed, at, rollout,
         desired_revision(pipeline.spec, defaults.scorer_image), scaling))
-    if analyst is not None and pipeline.spec.source is not None:
-        # Periodic passes read the stream's lag (what KEDA reads); other reconciles keep the
-        # last reading. The autoscaler's hook: decide/stream_lag.bound_replicas.
-        status = status.model_copy(update={"stream_lag": stream_lag_status(
-            pipeline, scorer_workers(pipeline), at)})
+    if lag is not None:
+        status = status.model_copy(update={"stream_lag": lag})
     result.transitions = [*_child_transitions(result, scaled=bool(scaling.transitions)),
                           *(rollout.transitions if rollout else []),
                           *scaling.transitions, *transitions]

@@ -53,6 +53,7 @@ from scorefleet.operator.decide.scaling_inputs import (
     describe,
     observation,
 )
+from scorefleet.operator.decide.stream_lag import StreamBound, StreamInput, bound_replicas
 
 # Reasons that mean "could not decide from measurements": the ScalingActive condition is False.
 HOLD_REASONS = ("NoMetrics", "StaleMetrics")
@@ -99,8 +100,12 @@ def rollout_view(spec: PipelineSpec, state: RolloutState | None) -> RolloutView:
 def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | None,
                        readings: ScalingReadings | None, rollout: RolloutState | None,
                        now: datetime, tuning: ScalingTuning | None = None,
-                       ) -> AutoscalingOutcome:
-    """The stable track's replicas; with `readings` (a measuring pass), a fresh decision."""
+                       stream: StreamInput | None = None) -> AutoscalingOutcome:
+    """The stable track's replicas; with `readings` (a measuring pass), a fresh decision.
+
+    `stream` (stream pipelines, the lag just read): the lag raises the SLO's answer, the
+    partitions cap it (decide/stream_lag.bound_replicas), both within the spec's bounds.
+    """
     spec = pipeline.spec
     last = pipeline.status.autoscaling
     held = held_replicas(spec, last)
@@ -125,7 +130,12 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
         # from the last real measurement rather than restarting at every pass.
         new = replace(new, last_sample_at=prev.last_sample_at,
                       last_queue_depth=prev.last_queue_depth)
-    track = _track_status(decision, new, describe(obs))
+    bound = None
+    if stream is not None:
+        bound = bound_replicas(decision.desired, stream.lag, stream.partitions,
+                               stream.consumers_per_replica)
+        decision, new = _bounded(decision, new, bound, spec)
+    track = _track_status(decision, new, describe(obs), bound)
     transitions: list[Transition] = []
     if deployment is not None and decision.changed:
         transitions.append(Transition("Normal", decision.reason, decision.message))
@@ -135,6 +145,25 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
         verdict=_verdict(decision),
         transitions=tuple(transitions),
         decision=decision)
+
+
+def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBound,
+             spec: PipelineSpec) -> tuple[TrackDecision, TrackScalingState]:
+    """The decision after the stream's bound, kept within min/maxReplicas (the spec's bounds
+    are a promise; the status says when the partitions would have allowed fewer). Only a bound
+    that changes the count changes the reason: then the Event names the lag or the partitions."""
+    lo, hi = spec.scaling.min_replicas, spec.scaling.max_replicas
+    replicas = min(max(bound.replicas, lo), hi)
+    if replicas == decision.desired:
+        return decision, state
+    reason = "PartitionLimited" if bound.partition_limited else "StreamLag"
+    message = f"{bound.reason} (latency SLO and QPS: {decision.desired})"
+    bounded = replace(state, desired=replicas, reason=reason, message=message)
+    if replicas != decision.current:
+        # Recorded as decide_scaling records a change: cooldowns count from it.
+        bounded = replace(bounded, last_change_at=state.decided_at, steady_since=None,
+                          last_direction=1 if replicas > decision.current else -1)
+    return replace(decision, desired=replicas, reason=reason, message=message), bounded
 
 
 def _verdict(decision: TrackDecision) -> Verdict:
@@ -157,9 +186,11 @@ def _epoch(text: str | None) -> float | None:
 
 
 def _track_status(decision: TrackDecision, state: TrackScalingState,
-                  measurement: str) -> TrackAutoscaling:
+                  measurement: str, bound: StreamBound | None = None) -> TrackAutoscaling:
     cap = state.capacity
     return TrackAutoscaling(
+        stream_bound=bound.reason[:1024] if bound is not None else None,
+        partition_limited=bound.partition_limited if bound is not None else None,
         current=decision.current, desired=decision.desired, reason=decision.reason,
         message=decision.message[:4096], measurement=measurement[:1024],
         demand_qps=_round(decision.demand_qps), target_qps_per_replica=_round(

@@ -150,3 +150,25 @@ def lag_status(offsets: list[PartitionOffsets] | str, *, topic: str, group: str,
         consumers_per_replica=consumers_per_replica, desired_replicas=decision.desired,
         max_useful_replicas=max_useful_replicas(reading.partitions, consumers_per_replica),
         partition_limited=decision.partition_limited, message=decision.reason)
+
+
+@dataclass(frozen=True)
+class StreamInput:
+    """What the autoscaler takes from status.streamLag: the lag's decision (None when the lag
+    could not be read), the partition count and the workers (group members) per pod."""
+
+    lag: LagDecision | None
+    partitions: int
+    consumers_per_replica: int
+
+
+def stream_input(status: StreamLagStatus | None) -> StreamInput | None:
+    """The autoscaler's stream input from the reading just taken (None: not a stream, or no
+    reading; the autoscaler then holds its own answer, the lag is never guessed as zero)."""
+    if status is None or status.lag is None or status.desired_replicas is None \
+            or status.partitions < 1:
+        return None
+    capped = min(status.lag, status.partitions * status.lag_threshold)
+    decision = LagDecision(status.desired_replicas, status.lag, capped,
+                           status.partition_limited, status.message)
+    return StreamInput(decision, status.partitions, status.consumers_per_replica)
