@@ -77,6 +77,20 @@ def test_offsets_read_from_the_real_broker(kafka: KafkaBroker, topic_prefix: str
     assert (status.lag, status.lag_threshold, status.partitions, status.desired_replicas,
             status.max_useful_replicas, status.partition_limited) == (36, 10, 3, 2, 2, True)
     assert status.measured_at == "2026-11-29T10:00:00Z"
+    # The autoscaler takes that reading: 900 qps asks for 6 pods, but 3 partitions with 2
+    # workers per pod feed only 2, so the stable track gets 2 and says why.
+    from scorefleet.operator.decide.autoscaling import decide_autoscaling
+    from scorefleet.operator.decide.stream_lag import stream_input
+    from tests.operator.test_autoscaling_wiring import dep, load
+
+    scaled = decide_autoscaling(
+        make_pipeline({"source": {"kafka": kafka_spec},
+                       "scaling": {"minReplicas": 1, "maxReplicas": 20,
+                                   "targetQPSPerReplica": 100}}),
+        dep(1), load(900, now), None, now, stream=stream_input(status))
+    assert scaled.stable_replicas == 2 and scaled.status is not None
+    assert scaled.status.stable is not None and scaled.status.stable.partition_limited
+    assert [t.reason for t in scaled.transitions] == ["PartitionLimited"]
     gone = stream_lag_status(make_pipeline({"source": {"kafka": {
         **kafka_spec, "bootstrapServers": ["127.0.0.1:1"]}}}), 2, now, timeout=1)
     assert gone is not None and gone.lag is None
