@@ -73,6 +73,8 @@ def test_replicas_are_capped_at_the_partitions_and_status_says_partition_limited
                              stream=stream(lagging(4, 10, workers=2)))
     assert two.stable_replicas == 2 and stable(two).partition_limited is True
     assert two.transitions == ()  # 2 -> 2: nothing moved, nothing announced
+    assert stable(two).last_change_at is None and stable(two).last_direction == 0
+    assert stable(out).last_change_at is not None and stable(out).last_direction == 1
 
 
 def test_lag_beyond_the_partitions_is_partition_limited_not_more_pods() -> None:

@@ -134,7 +134,7 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
     if stream is not None:
         bound = bound_replicas(decision.desired, stream.lag, stream.partitions,
                                stream.consumers_per_replica)
-        decision, new = _bounded(decision, new, bound, spec)
+        decision, new = _bounded(decision, new, bound, spec, prev)
     track = _track_status(decision, new, describe(obs), bound)
     transitions: list[Transition] = []
     if deployment is not None and decision.changed:
@@ -148,7 +148,8 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
 
 
 def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBound,
-             spec: PipelineSpec) -> tuple[TrackDecision, TrackScalingState]:
+             spec: PipelineSpec, prev: TrackScalingState | None,
+             ) -> tuple[TrackDecision, TrackScalingState]:
     """The decision after the stream's bound, kept within min/maxReplicas (the spec's bounds
     are a promise; the status says when the partitions would have allowed fewer). Only a bound
     that changes the count changes the reason: then the Event names the lag or the partitions."""
@@ -163,6 +164,10 @@ def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBou
         # Recorded as decide_scaling records a change: cooldowns count from it.
         bounded = replace(bounded, last_change_at=state.decided_at, steady_since=None,
                           last_direction=1 if replicas > decision.current else -1)
+    elif decision.desired != decision.current:
+        # The bound undid the SLO's change: nothing moved, so the last change stands.
+        bounded = replace(bounded, last_change_at=prev.last_change_at if prev else None,
+                          last_direction=prev.last_direction if prev else 0)
     return replace(decision, desired=replicas, reason=reason, message=message), bounded
 
 
