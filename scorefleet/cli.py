@@ -1,9 +1,10 @@
 """`scorefleet`: one entry point for the local default, the operator, the scorer and tools.
 
-    scorefleet up [--pipeline FILE] [--streams]
-                                       local control plane + operator + example pipeline
+    scorefleet up [--pipeline FILE] [--streams] [--kwok-nodes N ...]
+                                       local cluster (real node when root) + operator +
+                                       example pipeline serving, with QPS and p99
                                        (+ Kafka and Redis on 127.0.0.1: docs/streaming.md)
-    scorefleet down                    stop them
+    scorefleet down                    stop them and put the host back
     scorefleet load PIPELINE [--rate R --duration S --concurrency C]
                                        bounded load through cluster DNS (real node): RPC/s,
                                        codes, latency quantiles
@@ -19,7 +20,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if streams.main(["up"]) != 0:
                 return 1
-        pipeline = Path(rest[rest.index("--pipeline") + 1]) if "--pipeline" in rest else None
-        return local.up(pipeline) if pipeline else local.up()
+            rest = [arg for arg in rest if arg != "--streams"]
+        return local.main(rest)
     if command == "down":
         from scorefleet import local
 

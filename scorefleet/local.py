@@ -1,33 +1,44 @@
-"""The embedded local default: control plane + CRD + operator process + example pipeline.
+"""The embedded local default: control plane + real node + operator + a pipeline really serving.
 
-    scorefleet up [--pipeline FILE]   # everything, then wait for the pipeline to be Ready
-    scorefleet down                   # stop the operator and the control plane
+    scorefleet up [--pipeline FILE] [--kwok-nodes N] [--kwok-node-cpu C] [--kwok-node-memory M]
+    scorefleet down                   # stop the operator, the node and the control plane
 
-The operator runs as a local process against the local control plane (kwok nodes have no
-container runtime, so it cannot run as a pod here); its pid and log live in the cluster's
-state directory, so `scorefleet down` finds it.
+With a real node (root on Linux): the example models go into the cluster's model store, the
+`default` namespace is dedicated to the real node (PodNodeSelector/PodTolerationRestriction
+annotations), the pipeline's scorer pods run the project's image, a short bounded load goes
+through cluster DNS, and the pipeline is printed with the QPS and p99 Prometheus measured.
+Without one, the pipeline runs on kwok fake nodes (Ready, serving nothing) and `up` says why.
+The operator runs as a local process; its pid and log live in the cluster's state directory,
+so `scorefleet down` finds it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from scorefleet.api.crd import CRD_PATH
-from scorefleet.dev import cluster, paths
-from scorefleet.dev.node import Mode
+from scorefleet.dev import cluster, nodeconf, paths
+from scorefleet.dev.bootstrap import KwokNodes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.yaml"
+# What the operator measures from for the local default: short, so the demo shows numbers
+# within seconds (the operator's own defaults are 30 s and 1m).
+RESYNC_SECONDS = "2"
+METRICS_WINDOW = "20s"
 
 
-def _kubectl(info: cluster.ClusterInfo, *args: str) -> str:
+def _kubectl(info: cluster.ClusterInfo, *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run([str(info.bin_dir / "kubectl"), f"--kubeconfig={info.kubeconfig}",
-                           *args], capture_output=True, text=True, check=False, timeout=120)
+                           *args], capture_output=True, text=True, check=False, timeout=120,
+                          input=stdin)
     if proc.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout
@@ -54,6 +65,10 @@ def start_operator(info: cluster.ClusterInfo) -> int:
         return pid
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KUBECONFIG": str(info.kubeconfig)}
+    if info.node is not None:
+        env.update({"SCOREFLEET_PROMETHEUS_URL": info.node.prometheus_url,
+                    "SCOREFLEET_RESYNC_SECONDS": RESYNC_SECONDS,
+                    "SCOREFLEET_METRICS_WINDOW": METRICS_WINDOW})
     with log.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator"], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -91,11 +106,55 @@ def _wait_established(info: cluster.ClusterInfo, timeout: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 120.0) -> int:
+def _prepare_real_node(info: cluster.ClusterInfo, namespace: str) -> None:
+    """Example models into the model store; the namespace's pods onto the real node."""
+    from scorefleet.scorer.example_model import build
+
+    assert info.node is not None
+    build(info.node.models)
+    _kubectl(info, "apply", "-f", "-", stdin=_kubectl(
+        info, "create", "namespace", namespace, "--dry-run=client", "-o", "yaml"))
+    _kubectl(info, "annotate", "namespace", namespace, "--overwrite",
+             *(f"{k}={v}" for k, v in nodeconf.namespace_annotations().items()))
+
+
+def _wait_phase(info: cluster.ClusterInfo, name: str, namespace: str, deadline: float) -> str:
+    phase = ""
+    while time.monotonic() < deadline:
+        phase = _kubectl(info, "get", "scoringpipeline", name, "-n", namespace, "-o",
+                         "jsonpath={.status.phase}").strip()
+        if phase == "Ready":
+            break
+        time.sleep(1)
+    return phase
+
+
+def _serve_and_measure(info: cluster.ClusterInfo, name: str, namespace: str,
+                       deadline: float) -> str:
+    """A short bounded load through cluster DNS, then wait for Prometheus's numbers."""
+    from scorefleet import load
+
+    assert info.node is not None
+    target = load.headless_target(name, namespace, info.node.dns)
+    result = load.run(target, rate=100, duration=10, concurrency=4, wait_ready=30)
+    while time.monotonic() < deadline:
+        qps = _kubectl(info, "get", "scoringpipeline", name, "-n", namespace, "-o",
+                       "jsonpath={.status.metrics.stable.qps}").strip()
+        if qps:
+            break
+        time.sleep(1)
+    return f"load: {result.summary()}"
+
+
+def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 900.0,
+       kwok_nodes: KwokNodes | None = None) -> int:
     started = time.monotonic()
-    # kwok only until `up` serves the example from real pods (branch issue-6-node): a real
-    # node here would cost the scorer image's build and import and run nothing.
-    info = cluster.ensure_up(real_node=Mode.OFF)
+    info = cluster.ensure_up(kwok_nodes=kwok_nodes)
+    if info.node is None:
+        print(f"real node: none ({info.node_unavailable}); the pipeline runs on kwok fake "
+              "nodes: scheduled and Ready, serving nothing", file=sys.stderr)
+    else:
+        _prepare_real_node(info, namespace)
     _kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
     _wait_established(info)
     pid = start_operator(info)
@@ -105,24 +164,26 @@ def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 12
     name = json.loads(_kubectl(info, "create", "--dry-run=client", "-o", "json", "-f",
                                str(pipeline)))["metadata"]["name"]
     deadline = time.monotonic() + timeout
-    phase = ""
-    while time.monotonic() < deadline:
-        out = _kubectl(info, "get", "scoringpipeline", name, "-n", namespace, "-o",
-                       "jsonpath={.status.phase}")
-        phase = out.strip()
-        if phase == "Ready":
-            break
-        time.sleep(1)
+    phase = _wait_phase(info, name, namespace, deadline)
+    served = ""
+    if phase == "Ready" and info.node is not None:
+        served = _serve_and_measure(info, name, namespace, deadline)
     print(_kubectl(info, "get", "scoringpipelines,deployments,services,pods", "-n", namespace,
                    "-l", f"scorefleet.io/pipeline={name}", "--ignore-not-found")
           if phase != "Ready" else
           _kubectl(info, "get", "scoringpipeline", name, "-n", namespace))
+    if served:
+        print(served)
     verdict = "Ready" if phase == "Ready" else f"NOT Ready ({phase or 'no status'})"
+    scorefleet = Path(sys.executable).parent / "scorefleet"
+    score = (f"  {scorefleet} score {name}   # score one event through cluster DNS\n"
+             if info.node is not None else "")
     print(f"{verdict} after "
           f"{time.monotonic() - started:.1f}s. Next:\n"
+          f"{score}"
           f"  eval \"$({sys.executable} -m scorefleet.dev env)\"   # kubectl, local cluster\n"
           f"  kubectl describe scoringpipeline {name}\n"
-          f"  {Path(sys.executable).parent / 'scorefleet'} down   # stop operator and cluster")
+          f"  {scorefleet} down   # stop operator and cluster")
     return 0 if phase == "Ready" else 1
 
 
@@ -135,3 +196,19 @@ def down() -> int:
     print(f"down: operator stopped, control plane removed ({paths.cluster_dir()})",
           file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scorefleet up")
+    parser.add_argument("--pipeline", type=Path, default=EXAMPLE)
+    parser.add_argument("-n", "--namespace", default="default")
+    defaults = KwokNodes()
+    parser.add_argument("--kwok-nodes", type=int, default=defaults.count,
+                        help=f"fake nodes for scale tests (default {defaults.count})")
+    parser.add_argument("--kwok-node-cpu", default=defaults.cpu)
+    parser.add_argument("--kwok-node-memory", default=defaults.memory)
+    parser.add_argument("--kwok-node-pods", default=defaults.pods)
+    args = parser.parse_args(argv)
+    nodes = KwokNodes(count=args.kwok_nodes, cpu=args.kwok_node_cpu,
+                      memory=args.kwok_node_memory, pods=args.kwok_node_pods)
+    return up(args.pipeline, args.namespace, kwok_nodes=nodes)

@@ -55,6 +55,13 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         cluster.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that hand the machine's one real node to another cluster run last: another
+    engineer's or CI's cluster can take the node in between, and the tests after them would
+    lose theirs."""
+    items.sort(key=lambda item: item.get_closest_marker("node_handoff") is not None)
+
+
 def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
     proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, input=stdin,
                           timeout=120, check=False)

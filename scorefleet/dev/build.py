@@ -119,7 +119,8 @@ def prepare_wrapper(family: Family) -> Path:
 
 def _build_flags(t: Tool) -> list[str]:
     ldflags = " ".join(("-s", "-w", *t.ldflags))
-    return ["-trimpath", f"-ldflags={ldflags}"]
+    tags = [f"-tags={','.join(t.tags)}"] if t.tags else []
+    return ["-trimpath", f"-ldflags={ldflags}", *tags]
 
 
 def build_tool(t: Tool, wrappers: dict[Family, Path]) -> Built:
@@ -134,7 +135,7 @@ def build_tool(t: Tool, wrappers: dict[Family, Path]) -> Built:
         # `go install pkg@version` builds in module mode with that module's own go.mod.
         gobin = target.parent / f".gobin.{os.getpid()}"
         gobin.mkdir(exist_ok=True)
-        args = ["install", *_build_flags(t), f"{t.package}@v{t.version}"]
+        args = ["install", *_build_flags(t), f"{t.package}@v{t.go_version}"]
         _go(args, extra_env={"GOBIN": str(gobin)})
         (gobin / t.name).rename(partial)
         shutil.rmtree(gobin, ignore_errors=True)
@@ -152,6 +153,9 @@ def link_path_dir(built: list[Built]) -> Path:
     current.mkdir(parents=True, exist_ok=True)
     for b in built:
         link = current / b.tool.name
+        if not b.tool.on_path:
+            link.unlink(missing_ok=True)  # an older build may have linked it
+            continue
         tmp = current / f".{b.tool.name}.link"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(b.path)

@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from scorefleet.dev import health, hostnet, kubeconfig, locks, nodeconf, pki, processes
+from scorefleet.dev import health, hostnet, kubeconfig, locks, nodeconf, pki, processes, promconf
 from scorefleet.dev.nodeconf import NODE_NAME, NodeLayout
 
 MODE_ENV = "SCOREFLEET_REAL_NODE"
@@ -34,7 +34,7 @@ OWNER_FILE = Path("/run/scorefleet-real-node.json")
 # Debian's packages (scripts/setup.sh installs them as root).
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables",
               "iptables-save", "ip6tables-save", "umount")
-START_ORDER = ("containerd", "kubelet", "kube-proxy", "coredns")
+START_ORDER = ("containerd", "kubelet", "kube-proxy", "coredns", "prometheus", "model-store")
 
 
 class Mode(Enum):
@@ -62,6 +62,9 @@ class NodeInfo:
     pod_cidr: str
     dns: str  # the cluster DNS server's address (CoreDNS on the node IP, port 53)
     containerd_socket: Path
+    prometheus_url: str  # Prometheus discovering the node's pods (kubernetes_sd_configs)
+    model_store_url: str  # http://model-store.scorefleet-system.svc.cluster.local:8080
+    models: Path  # the directory the model store serves
 
 
 def mode() -> Mode:
@@ -165,13 +168,31 @@ def _wait(what: str, check: Callable[[], bool], pid: int, binary: str, log: Path
 
 
 def _containerd_ready(ctr: str, socket: Path) -> bool:
-    proc = subprocess.run([ctr, "--address", str(socket), "version"], capture_output=True,
-                          check=False, timeout=10)
+    try:
+        proc = subprocess.run([ctr, "--address", str(socket), "version"], capture_output=True,
+                              check=False, timeout=10)
+    except subprocess.TimeoutExpired:  # a fresh containerd on a loaded machine: ask again
+        return False
     return proc.returncode == 0
 
 
 def node_ready(server: str, files: pki.PkiFiles) -> bool:
     return health.nodes_ready(server, files, (NODE_NAME,))
+
+
+def _prometheus_port(lay: NodeLayout) -> int:
+    """The same port across restarts of one cluster's node (stop_node/start_node), so a
+    NodeInfo taken before keeps a working Prometheus URL; a new one if it is taken."""
+    saved = lay.cluster_dir / "node-prometheus.port"
+    try:
+        port = int(saved.read_text())
+        if not processes.port_open(port):
+            return port
+    except (OSError, ValueError):
+        pass
+    port = processes.free_port()
+    saved.write_text(str(port))
+    return port
 
 
 def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
@@ -221,7 +242,7 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
           file=sys.stderr)
 
     # kubelet
-    ports = processes.free_ports(6)
+    ports = [*processes.free_ports(6), _prometheus_port(lay)]
     kubelet = binaries["kubelet"]
     kubelet_cfg = _write(lay.config("kubelet.yaml"), nodeconf.kubelet_config(
         lay, ca=files.ca_cert, cert=node_pki.kubelet_serving[0],
@@ -237,7 +258,8 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
     record("kubelet", pid, kubelet, argv)
     state["ports"] = {"kubelet": ports[0], "kubelet_healthz": ports[1],
                       "kube_proxy_healthz": ports[2], "kube_proxy_metrics": ports[3],
-                      "coredns_health": ports[4], "coredns_ready": ports[5]}
+                      "coredns_health": ports[4], "coredns_ready": ports[5],
+                      "prometheus": ports[6]}
     state_file.write_text(json.dumps(state, indent=2))
     _wait_http("kubelet", f"http://127.0.0.1:{ports[1]}/healthz", pid, str(kubelet),
                logs / "kubelet.log", 90)
@@ -266,6 +288,31 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
     record("coredns", pid, coredns, argv)
     _wait_http("coredns", f"http://127.0.0.1:{ports[5]}/ready", pid, str(coredns),
                logs / "coredns.log", 60)
+
+    # Prometheus, finding the node's scorer pods through the API server.
+    kubectl("apply", "-f", "-", stdin=promconf.rbac(pki.PROMETHEUS_USER))
+    prometheus = binaries["prometheus"]
+    prom_cfg = _write(lay.config("prometheus.yml"), promconf.config(
+        api_server=server, ca=files.ca_cert, cert=node_pki.prometheus[0],
+        key=node_pki.prometheus[1]))
+    argv = [str(prometheus), f"--config.file={prom_cfg}",
+            f"--storage.tsdb.path={lay.prometheus_data}",
+            f"--web.listen-address=127.0.0.1:{ports[6]}", "--storage.tsdb.retention.time=1d"]
+    pid = processes.spawn(argv, logs / "prometheus.log")
+    record("prometheus", pid, prometheus, argv)
+    _wait_http("prometheus", f"http://127.0.0.1:{ports[6]}/-/ready", pid, str(prometheus),
+               logs / "prometheus.log", 60)
+
+    # The model store: files under <node>/models over HTTP, behind a Service.
+    lay.models.mkdir(parents=True, exist_ok=True)
+    python = Path(sys.executable)
+    argv = [str(python), "-m", "http.server", str(nodeconf.MODEL_STORE_PORT),
+            "--bind", lay.node_ip, "--directory", str(lay.models)]
+    pid = processes.spawn(argv, logs / "model-store.log")
+    record("model-store", pid, python, argv)
+    kubectl("apply", "-f", "-", stdin=nodeconf.model_store_manifests(lay))
+    _wait_http("model store", f"http://{lay.node_ip}:{nodeconf.MODEL_STORE_PORT}/", pid,
+               str(python), logs / "model-store.log", 30)
     state["ready"] = True
     state_file.write_text(json.dumps(state, indent=2))
     print(f"{'real node':<24} {NODE_NAME:<12} ready in {time.monotonic() - started:.1f}s "
@@ -274,8 +321,12 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
 
 
 def info(lay: NodeLayout) -> NodeInfo:
+    state = recorded(lay.cluster_dir) or {}
+    port = state.get("ports", {}).get("prometheus", 0)
     return NodeInfo(name=NODE_NAME, ip=lay.node_ip, pod_cidr=str(lay.pod_cidr), dns=lay.node_ip,
-                    containerd_socket=lay.containerd_socket)
+                    containerd_socket=lay.containerd_socket,
+                    prometheus_url=f"http://127.0.0.1:{port}",
+                    model_store_url=nodeconf.model_store_url(), models=lay.models)
 
 
 def recorded(cluster_dir: Path) -> dict[str, Any] | None:
@@ -294,7 +345,8 @@ def statuses(cluster_dir: Path) -> list[tuple[str, int, bool, bool, Path]]:
     ports = state.get("ports", {})
     urls = {"kubelet": f"http://127.0.0.1:{ports.get('kubelet_healthz')}/healthz",
             "kube-proxy": f"http://127.0.0.1:{ports.get('kube_proxy_healthz')}/livez",
-            "coredns": f"http://127.0.0.1:{ports.get('coredns_ready')}/ready"}
+            "coredns": f"http://127.0.0.1:{ports.get('coredns_ready')}/ready",
+            "prometheus": f"http://127.0.0.1:{ports.get('prometheus')}/-/ready"}
     out = []
     for name in START_ORDER:
         proc = state["components"].get(name)

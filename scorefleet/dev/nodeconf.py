@@ -122,6 +122,15 @@ class NodeLayout:
     def pki(self) -> Path:
         return self.root / "pki"
 
+    @property
+    def models(self) -> Path:
+        """What the model store serves (model_store_url() + "/<file>")."""
+        return self.root / "models"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.root / "prometheus"
+
     def config(self, name: str) -> Path:
         return self.root / name
 
@@ -333,3 +342,38 @@ def namespace_annotations() -> dict[str, str]:
         "scheduler.alpha.kubernetes.io/node-selector": f"{key}={value}",
         "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(toleration),
     }
+
+
+# The model store: a plain HTTP file server on the node, behind a Service, so a pipeline names
+# its model the way it would in a cluster (an http(s) URI) and the example can be static.
+MODEL_STORE_NAMESPACE = "scorefleet-system"
+MODEL_STORE_SERVICE = "model-store"
+MODEL_STORE_PORT = 8080
+
+
+def model_store_url() -> str:
+    return (f"http://{MODEL_STORE_SERVICE}.{MODEL_STORE_NAMESPACE}.svc.{CLUSTER_DOMAIN}:"
+            f"{MODEL_STORE_PORT}")
+
+
+def model_store_manifests(lay: NodeLayout) -> str:
+    """A Service without a selector and the EndpointSlice that backs it with the node's file
+    server: how a cluster fronts a backend that does not run as a pod."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": MODEL_STORE_NAMESPACE}}
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": MODEL_STORE_SERVICE, "namespace": MODEL_STORE_NAMESPACE},
+        "spec": {"ports": [{"name": "http", "port": MODEL_STORE_PORT, "protocol": "TCP"}]},
+    }
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"{MODEL_STORE_SERVICE}-node", "namespace": MODEL_STORE_NAMESPACE,
+                     "labels": {"kubernetes.io/service-name": MODEL_STORE_SERVICE,
+                                "endpointslice.kubernetes.io/managed-by": "scorefleet.dev"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [lay.node_ip], "conditions": {"ready": True},
+                       "nodeName": NODE_NAME}],
+        "ports": [{"name": "http", "port": MODEL_STORE_PORT, "protocol": "TCP"}],
+    }
+    return yaml.safe_dump_all([namespace, service, slice_], sort_keys=False)

@@ -192,6 +192,9 @@ def load_ca(files: PkiFiles) -> KeyPair:
     return KeyPair(key, x509.load_pem_x509_certificate(files.ca_cert.read_bytes()))
 
 
+PROMETHEUS_USER = "scorefleet-prometheus"
+
+
 @dataclass(frozen=True)
 class NodePki:
     """Certificates of the real node, all signed by the cluster CA."""
@@ -201,6 +204,7 @@ class NodePki:
     apiserver_kubelet_client: tuple[Path, Path]  # the apiserver calling kubelets (logs, exec)
     kube_proxy: tuple[Path, Path]  # system:kube-proxy (bound to system:node-proxier)
     coredns: tuple[Path, Path]  # system:coredns (bound by nodeconf.coredns_rbac)
+    prometheus: tuple[Path, Path]  # scorefleet-prometheus (bound by promconf.rbac)
 
 
 def apiserver_kubelet_client(pki_dir: Path) -> tuple[Path, Path]:
@@ -239,6 +243,7 @@ def write_node_pki(files: PkiFiles, node_dir: Path, *, node_name: str, node_ip: 
                                 orgs=("system:nodes",)),
         "kube-proxy": issue(ca, now, cn="system:kube-proxy"),
         "coredns": issue(ca, now, cn="system:coredns"),
+        "prometheus": issue(ca, now, cn=PROMETHEUS_USER),
     }
     out: dict[str, tuple[Path, Path]] = {}
     for name, pair in leaves.items():
@@ -250,4 +255,5 @@ def write_node_pki(files: PkiFiles, node_dir: Path, *, node_name: str, node_ip: 
         apiserver_kubelet_client=apiserver_kubelet_client(files.ca_cert.parent),
         kube_proxy=out["kube-proxy"],
         coredns=out["coredns"],
+        prometheus=out["prometheus"],
     )

@@ -18,6 +18,14 @@ HELM_VERSION = "3.19.5"
 GATEWAY_API_VERSION = "1.4.1"
 # The CoreDNS release Kubernetes 1.34 ships with (kubeadm's pinned version).
 COREDNS_VERSION = "1.12.1"
+# The real node's Prometheus: Debian's 2.42 is built without the Kubernetes service discovery.
+# Prometheus 3.x modules are tagged v0.3xx.y (3.16.0 = v0.316.0) and have no replace
+# directives, so they `go install`; its plugins/ files honour build tags, and
+# PROMETHEUS_TAGS keep only the Kubernetes discovery (no cloud SDKs: a much shorter cold build).
+PROMETHEUS_VERSION = "3.16.0"
+PROMETHEUS_MODULE_VERSION = "0.316.0"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+PROMETHEUS_TAGS = ("remove_all_sd", "enable_kubernetes_sd")
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
@@ -27,8 +35,9 @@ GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 class Family(Enum):
     """How a tool is built: inside one of our generated wrapper modules, or `go install`ed.
 
-    Kubernetes and etcd carry `replace` directives in their own go.mod, which `go install
-    pkg@version` refuses; kwok and helm do not, so they install directly.
+    Kubernetes and etcd carry `replace` directives in their own go.mod, which
+    `go install pkg@version` refuses; kwok, helm, CoreDNS and Prometheus 3 do not, so they
+    install directly.
     """
 
     K8S = "k8s"
@@ -43,11 +52,19 @@ class Tool:
     package: str  # the Go package path of its main package
     family: Family
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # Go build tags
+    module_version: str = ""  # the Go module's tag, when it differs from the release's
+    on_path: bool = True  # linked into paths.path_dir() (the PATH tests and `dev env` use)
+
+    @property
+    def go_version(self) -> str:
+        """What `go install pkg@v...` asks the module proxy for."""
+        return self.module_version or self.version
 
     @property
     def key(self) -> str:
-        """Directory name in the binary cache: one directory per name and version."""
-        return f"{self.name}-v{self.version}"
+        """Directory name in the binary cache: one directory per name, version (and tags)."""
+        return f"{self.name}-v{self.version}" + "".join(f"+{t}" for t in self.tags)
 
 
 def kubernetes_version_ldflags(version: str) -> tuple[str, ...]:
@@ -120,6 +137,18 @@ TOOLS: tuple[Tool, ...] = (
         package="github.com/coredns/coredns",
         family=Family.INSTALL,
         ldflags=(f"-X github.com/coredns/coredns/coremain.GitCommit=v{COREDNS_VERSION}",),
+    ),
+    Tool(
+        name="prometheus",
+        version=PROMETHEUS_VERSION,
+        package=f"{PROMETHEUS_MODULE}/cmd/prometheus",
+        family=Family.INSTALL,
+        ldflags=(f"-X github.com/prometheus/common/version.Version={PROMETHEUS_VERSION}",),
+        tags=PROMETHEUS_TAGS,
+        module_version=PROMETHEUS_MODULE_VERSION,
+        # Only the real node starts it (by its path): `prometheus` on PATH stays Debian's,
+        # which the tests that scrape scorer processes directly start.
+        on_path=False,
     ),
 )
 

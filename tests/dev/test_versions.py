@@ -33,3 +33,18 @@ def test_only_kubernetes_and_etcd_need_wrappers() -> None:
     assert fam["etcd"] is versions.Family.ETCD
     assert fam["helm"] is versions.Family.INSTALL
     assert fam["kwok"] is versions.Family.INSTALL
+
+
+def test_prometheus_is_built_with_only_the_kubernetes_discovery() -> None:
+    from scorefleet.dev.build import _build_flags
+
+    prom = versions.tool("prometheus")
+    assert prom.family is versions.Family.INSTALL  # Prometheus 3's go.mod has no replaces
+    assert "-tags=remove_all_sd,enable_kubernetes_sd" in _build_flags(prom)
+    # Another tag set is another binary: the cache key says which.
+    assert prom.key == f"prometheus-v{prom.version}+remove_all_sd+enable_kubernetes_sd"
+    assert not any(f.startswith("-tags") for f in _build_flags(versions.tool("kubelet")))
+    # Prometheus 3.x's Go module is tagged v0.3xx.y: what `go install` must ask for.
+    assert prom.go_version == "0.316.0" and prom.version == "3.16.0"
+    # The node starts it by path; `prometheus` on PATH stays Debian's for the process tests.
+    assert not prom.on_path and versions.tool("kubectl").on_path
