@@ -23,16 +23,10 @@ from scorefleet import load
 from scorefleet.operator.kube import Kube
 from scorefleet.rollout_cli import main as cli
 from scorefleet.scorer.protos import v1_pb2, v1_pb2_grpc
+from tests.cluster import real_pods
+from tests.cluster.real_pods import pipeline_yaml, scorer_pods, wait_ready_pods
 from tests.conftest import eventually, kubectl
 from tests.scorer.scorer_process import Models
-
-# The real-pod helpers (model store, Prometheus discovering pods) come with issue 6's real
-# node work; until they are in the tree this module has nothing to run on.
-real_pods = pytest.importorskip("tests.cluster.real_pods",
-                                reason="tests/cluster/real_pods.py (issue 6) is not in the tree")
-pipeline_yaml = real_pods.pipeline_yaml
-scorer_pods = real_pods.scorer_pods
-wait_ready_pods = real_pods.wait_ready_pods
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow,
               pytest.mark.timeout(900)]  # the first real-pod test also builds the image
