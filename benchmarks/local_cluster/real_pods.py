@@ -208,8 +208,9 @@ def main() -> int:
         down_s, down = scorefleet("down", timeout=300)
         results["down_s"] = round(down_s, 1)
         results["down_ok"] = down.returncode == 0
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))
+        if "slo" in results:  # a failed run keeps the last complete result file
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

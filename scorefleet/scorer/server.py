@@ -157,7 +157,10 @@ def _prepare_metrics_dir() -> tuple[Path, bool]:
 def serve(config_path: str | os.PathLike[str], host: str | None = None,
           log_level: str | None = None) -> int:
     """Run the scorer until SIGTERM/SIGINT. Returns the process exit code."""
-    path = Path(config_path).resolve()
+    # Absolute, but never resolved: a ConfigMap volume's file is a symlink through `..data`
+    # to a timestamped directory that the kubelet swaps and deletes on every update, so the
+    # resolved path stops existing at the first change and hot reload would never see it.
+    path = Path(config_path).absolute()
     try:
         config = load_config(path)
     except ConfigError as exc:

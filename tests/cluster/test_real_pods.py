@@ -130,6 +130,35 @@ def test_sigkilled_scorer_is_restarted_and_counted(cluster_operator: Any, real_n
     assert result.failed == 0, result.summary()
 
 
+def test_configmap_change_is_hot_reloaded_without_a_restart_and_logs_are_readable(
+        cluster_operator: Any, real_namespace: str, models: Models) -> None:
+    node, ns = cluster_operator, real_namespace
+    apply(ns, pipeline_yaml("reload", models, node.model_store_url, replicas=1))
+    (pod,) = wait_ready_pods(ns, "reload", 1)
+    name = pod["metadata"]["name"]
+    assert "scorer reload/stable: 1 workers on" in kubectl("logs", "-n", ns, name)
+    # Batching lives only in the ConfigMap: no pod-template change, so no restart; the
+    # kubelet updates the mounted file and the scorer applies it (counted in its metrics).
+    apply(ns, pipeline_yaml("reload", models, node.model_store_url, replicas=1,
+                            queue_delay_us=500))
+
+    def reloaded() -> bool:
+        rows = real_pods.prom_query(node.prometheus_url, "scorefleet_config_reloads_total"
+                                    f'{{namespace="{ns}",pod="{name}",result="applied"}}')
+        return bool(rows) and float(rows[0]["value"][1]) >= 1
+
+    try:
+        eventually("Prometheus sees the scorer apply the new config", reloaded, timeout=120,
+                   interval=2)
+    except AssertionError as err:
+        config = kubectl("get", "configmap", "reload-stable", "-n", ns, "-o", "yaml")
+        raise AssertionError(f"{err}\n{config}\n{kubectl('logs', '-n', ns, name)[-3000:]}"
+                             ) from err
+    (same,) = scorer_pods(ns, "reload")
+    assert same["metadata"]["name"] == name
+    assert same["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
 def test_scale_up_under_load_is_served_by_new_pods_that_prometheus_discovers(
         cluster_operator: Any, real_namespace: str, models: Models) -> None:
     node, ns = cluster_operator, real_namespace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,18 +41,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, config: dict[str, Any]) -> None:
-    # Write-then-rename, like a ConfigMap symlink swap: readers never see half a file.
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(config))
-    os.replace(tmp, path)
+def write_config(path: Path, config: dict[str, Any], *, configmap: bool = False) -> None:
+    """Write-then-rename: readers never see half a file. configmap=True writes what the
+    kubelet's atomic writer makes of a ConfigMap volume: `config.yaml -> ..data/config.yaml`,
+    `..data -> ..<timestamp>/`, swapped for a new directory on each update, the old one
+    deleted."""
+    if not configmap:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config))
+        os.replace(tmp, path)
+        return
+    data = path.parent / "..data"
+    old = data.resolve() if data.is_symlink() else None
+    version = path.parent / f"..{time.time_ns()}"
+    version.mkdir()
+    (version / path.name).write_text(yaml.safe_dump(config))
+    link = path.parent / "..data_tmp"
+    link.symlink_to(version.name)
+    os.replace(link, data)
+    if not path.is_symlink():
+        path.symlink_to(f"..data/{path.name}")
+    if old is not None:
+        shutil.rmtree(old)
 
 
 class ScorerProcess:
     """``python -m scorefleet.scorer --config ... --host 127.0.0.1`` with helpers."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
-                 ) -> None:
+                 configmap: bool = False) -> None:
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
         self.port = free_port()
@@ -59,7 +77,8 @@ class ScorerProcess:
         self.config = {"pipeline": "mail-phish", "track": "stable", "workers": 1,
                        "drainDelaySeconds": 0, "gracePeriodSeconds": 5, **config,
                        "port": self.port, "metricsPort": self.metrics_port}
-        write_config(self.config_path, self.config)
+        self.configmap = configmap
+        write_config(self.config_path, self.config, configmap=configmap)
         self.log_path = workdir / f"scorer-{self.port}.log"
         self._log = self.log_path.open("wb")
         full_env = dict(os.environ, SCOREFLEET_CONFIG_POLL_SECONDS="0.2", **(env or {}))
@@ -75,7 +94,7 @@ class ScorerProcess:
 
     def update_config(self, **changes: Any) -> None:
         self.config = {**self.config, **changes}
-        write_config(self.config_path, self.config)
+        write_config(self.config_path, self.config, configmap=self.configmap)
 
     def health_status(self, service: str = "") -> str | None:
         try:
