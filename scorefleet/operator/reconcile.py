@@ -164,7 +164,9 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
                           *(rollout.transitions if rollout else []),
                           *scaling.transitions, *transitions]
     result.scaling = scaling
-    _announce_then_write(kube, body, status.wire(), result, logger)
+    _write_status(kube, body, status.wire(), result)
+    for transition in result.transitions:
+        announce(kube, body, transition, logger)
     return result
 
 
@@ -197,21 +199,10 @@ def _report_invalid(kube: Kube, body: Obj, invalid: InvalidSpec, logger: Logger,
     generation = body["metadata"].get("generation", 0)
     status, transitions = decide_invalid_status(last_status(body), generation, invalid, now)
     result = ReconcileResult(transitions=transitions, invalid=invalid)
-    _announce_then_write(kube, body, status.wire(), result, logger)
-    return result
-
-
-def _announce_then_write(kube: Kube, body: Obj, new_status: dict[str, Any],
-                         result: ReconcileResult, logger: Logger) -> None:
-    """Events first, then the status that records the transitions: at least once.
-
-    The persisted status is what the next pass decides from, so an operator killed between the
-    two steps redoes the transition (and announces it again) if the status was not written yet;
-    the other order loses the Event for good (seen in CI: a kill right after a canary step's
-    status landed, under load, left the step without its Event)."""
-    for transition in result.transitions:
+    _write_status(kube, body, status.wire(), result)
+    for transition in transitions:
         announce(kube, body, transition, logger)
-    _write_status(kube, body, new_status, result)
+    return result
 
 
 def _write_status(kube: Kube, body: Obj, new_status: dict[str, Any],
