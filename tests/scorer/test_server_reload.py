@@ -99,7 +99,10 @@ def _children(pid: int) -> set[int]:
     tasks = Path(f"/proc/{pid}/task")
     found: set[int] = set()
     for task in tasks.iterdir():
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread exited between the listing and the read
+            continue
         found |= {int(c) for c in children}
     return found
 
