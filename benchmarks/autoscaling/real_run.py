@@ -214,9 +214,11 @@ def wait(what: str, check: Callable[[], Any], timeout: float, interval: float = 
 
 
 def ready_pods(s: Setup, name: str) -> int:
-    dep = json.loads(s.kubectl("get", "deployment", f"{name}-stable", "-n", s.namespace,
-                               "-o", "json"))
-    return int((dep.get("status") or {}).get("readyReplicas", 0))
+    out = s.kubectl("get", "deployment", f"{name}-stable", "-n", s.namespace,
+                    "--ignore-not-found", "-o", "json")
+    if not out.strip():
+        return 0  # the operator has not created it yet
+    return int((json.loads(out).get("status") or {}).get("readyReplicas", 0))
 
 
 @contextmanager
