@@ -208,6 +208,7 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
     _claim(lay)
     started = time.monotonic()
     lay.root.mkdir(parents=True, exist_ok=True)
+    lay.short_root.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {"components": {}}
     state_file = lay.config("state.json")
 
@@ -388,7 +389,8 @@ def down(cluster_dir: Path, kube_proxy: Path | None = None) -> list[str]:
     with _owner_lock():
         owner = _owner()
         mine = owner is not None and owner["cluster_dir"] == str(cluster_dir)
-        if mine or lay.root.exists() or hostnet.link_exists(lay.bridge):
+        if (mine or lay.root.exists() or lay.short_root.exists()
+                or hostnet.link_exists(lay.bridge)):
             problems = _restore_host(lay, owner if mine else None, kube_proxy=kube_proxy)
         if mine:
             OWNER_FILE.unlink(missing_ok=True)
@@ -415,4 +417,8 @@ def _restore_host(lay: NodeLayout, owner: dict[str, Any] | None,
     left = hostnet.mounts_under(lay.dirs)
     if left:
         problems.append(f"mounts left: {left}")
+    else:  # never rmtree through a mount that is still there
+        shutil.rmtree(lay.short_root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            lay.short_root.parent.rmdir()  # only when no other cluster's node uses it
     return problems

@@ -7,7 +7,13 @@ never collide with another cluster's and teardown removes exactly its own:
     cluster dir /root/.cache/scorefleet/cluster-node   ->  hash 3f9a1c
     bridge sf3f9a1c, pod CIDR 10.<100..199>.0.0/16 (the gateway is the node IP),
     iptables chain SCOREFLEET-3f9a1c, cgroup root /scorefleet-3f9a1c,
-    containerd, kubelet, CNI IPAM state and pod logs under <cluster dir>/node/.
+    containerd's state, CNI IPAM state and pod logs under <cluster dir>/node/;
+    containerd's sockets and the kubelet's root under /var/lib/scorefleet/3f9a1c/.
+
+The sockets are not under the cluster dir because a unix socket path is short: containerd
+refuses one over 104 bytes (Go over 107), and the kubelet binds its pod-resources socket under
+its root. A cluster dir of any length therefore gives socket paths of fixed length (61 bytes
+at most) instead of failing `up` with containerd's own error.
 
 What cannot be made per cluster is kube-proxy: in iptables mode it owns fixed chain names
 (KUBE-SERVICES, KUBE-POSTROUTING, ...) in the host's tables, so two kube-proxies would rewrite
@@ -36,6 +42,8 @@ CLUSTER_DOMAIN = "cluster.local"
 # A /16 like kind's: the first local cluster ran out at ~250 Services with a /24.
 SERVICE_CIDR = "10.96.0.0/16"
 CNI_BIN_DIR = Path("/usr/lib/cni")
+SHORT_ROOT = Path("/var/lib/scorefleet")
+SOCKET_PATH_LIMIT = 104  # containerd's check; the kernel's sun_path holds 107 and a NUL
 
 
 def cluster_hash(cluster_dir: Path) -> str:
@@ -55,6 +63,11 @@ class NodeLayout:
     @property
     def root(self) -> Path:
         return self.cluster_dir / "node"
+
+    @property
+    def short_root(self) -> Path:
+        """Where paths that become unix socket names live (see the module docstring)."""
+        return SHORT_ROOT / self.tag
 
     # --- network -------------------------------------------------------------------------
     @property
@@ -91,7 +104,7 @@ class NodeLayout:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.root / "containerd" / "containerd.sock"
+        return self.short_root / "containerd.sock"
 
     @property
     def containerd_config(self) -> Path:
@@ -107,7 +120,13 @@ class NodeLayout:
 
     @property
     def kubelet_root(self) -> Path:
-        return self.root / "kubelet"
+        return self.short_root / "kubelet"
+
+    @property
+    def sockets(self) -> tuple[Path, ...]:
+        """The unix sockets the node's processes bind (the longest of the kubelet's)."""
+        return (self.containerd_socket, self.containerd_socket.with_name("containerd.sock.ttrpc"),
+                self.kubelet_root / "pod-resources" / "kubelet.sock")
 
     @property
     def pod_logs(self) -> Path:
@@ -155,7 +174,7 @@ def containerd_config(lay: NodeLayout, sandbox_image: str) -> str:
         "[grpc]",
         f'  address = "{lay.containerd_socket}"',
         "[ttrpc]",
-        f'  address = "{lay.containerd_socket}.ttrpc"',
+        f'  address = "{lay.sockets[1]}"',
         "[metrics]",
         '  address = ""',
         f"[{cri}]",

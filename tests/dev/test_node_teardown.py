@@ -24,7 +24,7 @@ def leftovers(lay: NodeLayout) -> list[str]:
     found = []
     for pid in (p for p in Path("/proc").iterdir() if p.name.isdigit()):
         argv = " ".join(processes.cmdline(int(pid.name)))
-        if str(lay.root) in argv:
+        if str(lay.root) in argv or str(lay.short_root) in argv:
             found.append(f"process {pid.name}: {argv[:120]}")
     if hostnet.link_exists(lay.bridge):
         found.append(f"bridge {lay.bridge}")
@@ -32,6 +32,8 @@ def leftovers(lay: NodeLayout) -> list[str]:
     found += [f"iptables: {r}" for r in hostnet.iptables_mentions(
         (lay.bridge, lay.chain, "KUBE-", str(lay.pod_cidr)))]
     found += [f"mount {m}" for m in hostnet.mounts_under(lay.dirs)]
+    if lay.short_root.exists():
+        found.append(f"directory {lay.short_root}")
     found += [f"cgroup {h}" for h in Path("/sys/fs/cgroup").glob(f"*{lay.cgroup_root}")]
     found += [f"link {p}" for p in Path("/sys/class/net").iterdir()
               if p.name.startswith("veth") and (p / "master").resolve().name == lay.bridge]

@@ -20,9 +20,22 @@ def test_names_derive_from_the_cluster_dir_and_fit_the_kernel_limits() -> None:
     assert len(A.bridge) <= 15  # IFNAMSIZ - 1
     assert len(A.chain) <= 28  # iptables chain name limit
     assert {A.bridge, A.chain, A.cgroup_root} != {B.bridge, B.chain, B.cgroup_root}
-    assert A.containerd_socket.is_relative_to(A.cluster_dir)
-    assert A.kubelet_root.is_relative_to(A.cluster_dir)
     assert A.pod_logs.is_relative_to(A.cluster_dir)
+    assert A.containerd_state.is_relative_to(A.cluster_dir)
+    assert A.short_root != B.short_root
+
+
+def test_socket_paths_fit_containerds_limit_whatever_the_cluster_dirs_length() -> None:
+    # A cluster dir as long as a pytest tmp_path: its node used to put containerd's socket
+    # under it, and containerd refused to start ("unix socket path too long (> 104)").
+    deep = NodeLayout(Path("/tmp/pytest-of-root/pytest-1234") / ("d" * 200) / "cluster")
+    for lay in (A, deep):
+        assert lay.sockets[0] == lay.containerd_socket
+        assert lay.kubelet_root in lay.sockets[2].parents
+        for sock in lay.sockets:
+            assert len(str(sock)) <= nodeconf.SOCKET_PATH_LIMIT, sock
+            assert not sock.is_relative_to(lay.cluster_dir)
+    assert len({str(s) for lay in (A, B, deep) for s in lay.sockets}) == 9
 
 
 def test_pod_cidr_stays_clear_of_services_and_kwok_pods() -> None:
@@ -58,6 +71,7 @@ def test_kubelet_authenticates_through_the_api_server_only() -> None:
 def test_containerd_runs_from_its_own_directories() -> None:
     text = nodeconf.containerd_config(A, "localhost/pause:1")
     assert f'address = "{A.containerd_socket}"' in text
+    assert f'address = "{A.sockets[1]}"' in text  # ttrpc
     assert f'root = "{A.containerd_root}"' in text
     assert 'sandbox_image = "localhost/pause:1"' in text
     assert "restrict_oom_score_adj = true" in text  # no CAP_SYS_RESOURCE here
