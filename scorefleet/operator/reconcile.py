@@ -23,6 +23,7 @@ from typing import Any
 
 from scorefleet.operator.announce import announce
 from scorefleet.operator.confirmed import Confirmed
+from scorefleet.operator.crash_points import crash_at
 from scorefleet.operator.decide.autoscaling import (
     AutoscalingOutcome,
     decide_autoscaling,
@@ -164,7 +165,9 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
                           *(rollout.transitions if rollout else []),
                           *scaling.transitions, *transitions]
     result.scaling = scaling
+    crash_at("before-status", result.transitions)
     _write_status(kube, body, status.wire(), result)
+    crash_at("after-status", result.transitions)
     for transition in result.transitions:
         announce(kube, body, transition, logger)
     return result

@@ -1,7 +1,14 @@
-"""The operator SIGKILLed and restarted at every rollout phase resumes exactly where it was:
-each step entered once, in order, the rollout's identity and clocks unchanged by the restart.
-(The pure property test kills it between any two reconciles; this is the same on the real
-control plane, with kwok pods.)"""
+"""The operator killed and restarted at every rollout phase resumes exactly where it was: each
+transition happens once, in order, no step skipped or repeated, the rollout's clocks unchanged
+by the restarts. (The pure property test kills it between any two reconciles; this is the same
+on the real control plane, with kwok pods.)
+
+A SIGKILL sent from outside lands between two passes almost always: a pass takes milliseconds.
+So the operator kills itself inside the pass that makes each transition
+(scorefleet/operator/crash_points.py), at each point where a crash can leave the world half
+done: the children acted on but the status not written (`before-status`; a promotion has then
+deleted the candidate while the status still says Promoting).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,14 @@ import json
 import os
 import subprocess
 import sys
-from functools import partial
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scorefleet.operator.crash_points import ENV as CRASH_AT
 from scorefleet.rollout_cli import main as cli
 from tests.conftest import eventually, kubectl
 
@@ -31,6 +40,8 @@ spec:
     canary: {steps: [{weight: 10, manualGate: true}, {weight: 50, manualGate: true}]}
     analysis: {interval: 2s, inconclusiveLimit: 100}
 """
+# Where a crash can leave a pass half done, in pass order.
+POINTS = ("before-status",)
 
 
 class Operator:
@@ -38,22 +49,29 @@ class Operator:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, crash_at: str | None = None) -> None:
         env = {**os.environ, "SCOREFLEET_RESYNC_SECONDS": "1"}
         env.pop("SCOREFLEET_PROMETHEUS_URL", None)
+        env.pop(CRASH_AT, None)
+        if crash_at:
+            env[CRASH_AT] = crash_at
+        with self.log.open("a") as out:
+            out.write(f"--- operator started, {CRASH_AT}={crash_at}\n")
         with self.log.open("a") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator",
                                           "--verbose"], stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
-        size = self.log.stat().st_size
 
-        def watching() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            with self.log.open() as f:
-                f.seek(size)
-                return "watch-stream for scoringpipelines" in f.read()
-
-        eventually("operator watching", watching, timeout=30)
+    def crashed(self, timeout: float) -> None:
+        """Wait for the crash point to kill the operator."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"crash point not reached within {timeout}s; operator log "
+                                 f"tail:\n{self.log.read_text()[-6000:]}") from None
+        assert code == -9, f"operator exited {code}, not by its crash point"
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -66,14 +84,21 @@ def status(namespace: str) -> dict[str, Any]:
     return dict(sp.get("status") or {})
 
 
-def started(namespace: str, step: int) -> dict[str, Any] | None:
-    s = status(namespace)
-    canary = s.get("canary") or {}
-    return s if canary.get("step") == step and canary.get("stepStartedAt") else None
+def stage(s: dict[str, Any]) -> int:
+    """How many of the rollout's transitions (TRANSITIONS, in order) status records as done."""
+    rollout, canary = s.get("rollout") or {}, s.get("canary") or {}
+    phase = rollout.get("phase")
+    if phase is None:
+        return 0
+    if phase == "Canary":
+        return 1 + 2 * canary.get("step", 0) + (1 if canary.get("stepStartedAt") else 0)
+    return {"Promoting": 5, "Succeeded": 6}[phase]
 
 
-def judged_after(namespace: str, last: str | None) -> bool:
-    return bool(status(namespace)["analysis"].get("lastRunAt") != last)
+def deployment(namespace: str, track: str) -> dict[str, Any] | None:
+    out = kubectl("get", "deploy", f"phish-{track}", "-n", namespace, "-o", "json",
+                  check=False)
+    return json.loads(out) if out.lstrip().startswith("{") else None
 
 
 def test_killed_and_restarted_at_every_phase(control_plane: Any, namespace: str,
@@ -83,34 +108,51 @@ def test_killed_and_restarted_at_every_phase(control_plane: Any, namespace: str,
     try:
         kubectl("apply", "-n", namespace, "-f", "-", stdin=PIPELINE)
         eventually("Ready", lambda: status(namespace).get("phase") == "Ready", timeout=120)
-        kubectl("patch", "sp", "phish", "-n", namespace, "--type=merge", "-p", json.dumps(
-            {"spec": {"model": {"version": "v2", "uri": "file:///models/phishing-v2.onnx"}}}))
-        seen: list[tuple[str, int, str | None]] = []
-        for step in (0, 1):
-            s = eventually(f"step {step} started", partial(started, namespace, step),
-                           timeout=60)
-            before = (s["rollout"]["startedAt"], s["canary"]["step"],
-                      s["canary"]["stepStartedAt"])
-            op.kill()
-            op.start()
-            # A few resyncs later: same rollout, same step, same step clock.
-            eventually("resynced", partial(judged_after, namespace,
-                                           s["analysis"].get("lastRunAt")), timeout=30)
-            after = status(namespace)
-            assert (after["rollout"]["startedAt"], after["canary"]["step"],
-                    after["canary"]["stepStartedAt"]) == before
-            assert after["rollout"]["attempt"] == 1
-            seen.append((after["rollout"]["phase"], after["canary"]["step"],
-                         after["canary"]["stepStartedAt"]))
-            assert cli(["-n", namespace, "promote", "phish"]) == 0
-        eventually("promoting", lambda: status(namespace)["rollout"]["phase"] in (
-            "Promoting", "Succeeded"), timeout=60, interval=0.1)
         op.kill()
+
+        def new_model() -> None:
+            kubectl("patch", "sp", "phish", "-n", namespace, "--type=merge", "-p", json.dumps(
+                {"spec": {"model": {"version": "v2",
+                                    "uri": "file:///models/phishing-v2.onnx"}}}))
+
+        def promote() -> None:
+            assert cli(["-n", namespace, "promote", "phish"]) == 0
+
+        # Each transition in order, and what makes it happen once the operator runs.
+        transitions: list[tuple[str, Callable[[], None] | None]] = [
+            ("RolloutStarted", new_model), ("CanaryStep", None), ("CanaryStepPassed", promote),
+            ("CanaryStep", None), ("Promoting", promote), ("RolloutSucceeded", None)]
+        clocks: dict[str, str] = {}  # rollout start, step starts: set once, never moved
+        for index, (reason, act) in enumerate(transitions):
+            for point in POINTS:
+                op.start(crash_at=f"{point}:{reason}")
+                if act is not None and point == POINTS[0]:
+                    # Once the transition before it is recorded (this operator redoes it when
+                    # the last one died before recording it): an SRE acts on what status shows.
+                    eventually(f"{reason}: ready to act",
+                               lambda i=index: stage(status(namespace)) == i, timeout=60)
+                    act()
+                op.crashed(timeout=90)
+                s = status(namespace)
+                # Crashed inside the pass making this transition: before its status write
+                # the one before it is the last recorded, after it this one is.
+                done = index if point == "before-status" else index + 1
+                assert stage(s) == done, (reason, point, s.get("rollout"), s.get("canary"))
+                _same_clocks(clocks, s)
+        # Killed after deleting the candidate, before writing Succeeded: the stable track
+        # already serves v2, the status still says Promoting.
+        assert status(namespace)["rollout"]["phase"] == "Promoting"
+        assert deployment(namespace, "candidate") is None
         op.start()
-        eventually("succeeded", lambda: status(namespace)["rollout"]["phase"] == "Succeeded",
-                   timeout=90)
-        assert status(namespace)["stable"]["version"] == "v2"
-        assert [step for _, step, _ in seen] == [0, 1]
+        deadline = time.monotonic() + 90
+        while status(namespace)["rollout"]["phase"] != "Succeeded":
+            assert deployment(namespace, "candidate") is None, "candidate recreated"
+            assert time.monotonic() < deadline, op.log.read_text()[-6000:]
+            time.sleep(0.1)
+        s = status(namespace)
+        assert s["stable"]["version"] == "v2" and s.get("candidate") is None
+        _same_clocks(clocks, s)
+        eventually("Ready", lambda: status(namespace).get("phase") == "Ready", timeout=30)
         events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json",
                                     "--field-selector", "involvedObject.name=phish"))["items"]
         # Rollout transitions, not the Promoted condition's own change events (which can
@@ -120,9 +162,23 @@ def test_killed_and_restarted_at_every_phase(control_plane: Any, namespace: str,
         count = {r: sum(e.get("count", 1) for e in rollout_events if e["reason"] == r)
                  for r in ("RolloutStarted", "CanaryStep", "CanaryStepPassed", "Promoting",
                            "RolloutSucceeded")}
-        # Each transition happened once although the operator died three times.
+        # Each transition announced once although the operator died at every one of them.
         assert count == {"RolloutStarted": 1, "CanaryStep": 2, "CanaryStepPassed": 1,
                          "Promoting": 1, "RolloutSucceeded": 1}, count
+        steps = [e["message"] for e in rollout_events if e["reason"] == "CanaryStep"]
+        assert sorted(m.split(":")[0] for m in steps) == [
+            "canary step 1/2 at 10%", "canary step 2/2 at 50%"], steps
     finally:
         if op.proc is not None and op.proc.poll() is None:
             op.kill()
+
+
+def _same_clocks(clocks: dict[str, str], s: dict[str, Any]) -> None:
+    """The rollout's start and each step's start, once persisted, never change."""
+    rollout, canary = s.get("rollout") or {}, s.get("canary") or {}
+    seen = {"rollout": rollout.get("startedAt")}
+    if canary.get("stepStartedAt"):
+        seen[f"step {canary.get('step')}"] = canary["stepStartedAt"]
+    for key, value in seen.items():
+        if value:
+            assert clocks.setdefault(key, value) == value, (key, clocks[key], value)

@@ -192,3 +192,76 @@ def test_a_rollout_ended_in_shadow_leaves_no_candidate_track() -> None:
     assert status.rollout is not None and status.rollout.phase == "Aborted"
     assert [t.track for t in outcome.tracks] == ["stable"]
     assert outcome.tracks[0].shadow is None  # and the stable pods stop shadowing
+
+
+def promoting() -> Pipeline:
+    """A rollout in Promoting: the stable Deployment was told to run v2, the candidate still
+    takes its share."""
+    p = established()
+    p.reconcile(observed(stable=dep(V1, 2)), T0)
+    p.annotations = {ACTION_ANNOTATION: "promote-full 1"}
+    _, status, _ = p.reconcile(observed(stable=dep(V1, 2), candidate=dep(V2, 1)),
+                               T0 + timedelta(seconds=30))
+    assert status.rollout is not None and status.rollout.phase == "Promoting"
+    return p
+
+
+def test_killed_after_the_promotion_acted_but_before_its_status_write_completes_once() -> None:
+    """The pass that promoted deleted the candidate and was killed before writing its status:
+    the restarted operator sees Promoting in status, no candidate, and the stable track
+    already serving v2 at full replicas. It completes the promotion on that pass, without
+    recreating the candidate, and announces it once."""
+    p = promoting()
+    persisted = p.status
+    outcome, status, _ = p.reconcile(observed(stable=dep(V2, 2), candidate=dep(V2, 1)),
+                                     T0 + timedelta(seconds=60))
+    assert status.rollout is not None and status.rollout.phase == "Succeeded"
+    assert [t.track for t in outcome.tracks] == ["stable"]
+    p.status = persisted  # killed: the children were acted on, the status never written
+    after_kill = observed(stable=dep(V2, 2))
+    outcome, status, events = p.reconcile(after_kill, T0 + timedelta(seconds=90))
+    assert [t.track for t in outcome.tracks] == ["stable"], "candidate recreated"
+    assert outcome.tracks[0].model.version == "v2"
+    assert status.rollout is not None and status.rollout.phase == "Succeeded"
+    assert status.stable is not None and status.stable.version == "v2"
+    assert status.candidate is None and status.phase == "Ready"
+    assert [e.reason for e in outcome.transitions] == ["RolloutSucceeded"]
+    for later in (120, 150):  # and nothing more happens
+        outcome, status, events = p.reconcile(after_kill, T0 + timedelta(seconds=later))
+        assert [t.track for t in outcome.tracks] == ["stable"]
+        assert status.rollout is not None and status.rollout.phase == "Succeeded"
+        assert not outcome.transitions and not events
+
+
+def test_stable_model_changes_only_when_the_promotion_completes() -> None:
+    """While Promoting, the stable track can serve v2 before the promotion is decided: here it
+    is scaling up for the full load, 2 of 3 pods available (enough for Ready, not for the
+    switch). status.stable stays v1 until the rollout succeeds. It used to record v2 at once,
+    so the next pass read the stable revision as the rollout's own, saw no rollout to run and
+    left it in Promoting for good (the candidate kept its share)."""
+    p = promoting()
+    scaling_up = DeploymentState(generation=2, observed_generation=2, desired=3, updated=3,
+                                 ready=2, available=2, deadline_exceeded=False, total=3,
+                                 model_revision=dep(V2, 3).model_revision)
+    _, status, _ = p.reconcile(observed(stable=scaling_up, candidate=dep(V2, 1)),
+                               T0 + timedelta(seconds=60))
+    assert status.rollout is not None and status.rollout.phase == "Promoting"
+    assert status.stable is not None and status.stable.version == "v1"
+    outcome, status, events = p.reconcile(observed(stable=dep(V2, 2), candidate=dep(V2, 1)),
+                                          T0 + timedelta(seconds=90))
+    assert status.rollout is not None and status.rollout.phase == "Succeeded"
+    assert status.stable is not None and status.stable.version == "v2"
+    assert [t.track for t in outcome.tracks] == ["stable"]
+    assert "RolloutSucceeded" in [e.reason for e in events]
+
+
+def test_a_promotion_already_recorded_as_stable_still_finishes() -> None:
+    """Status written by an operator before that fix: Promoting, with v2 already recorded as
+    the stable model. The promotion finishes instead of reading as "no rollout"."""
+    p = promoting()
+    p.status = {**p.status, "stable": {**V2}}
+    outcome, status, _ = p.reconcile(observed(stable=dep(V2, 2), candidate=dep(V2, 1)),
+                                     T0 + timedelta(seconds=60))
+    assert status.rollout is not None and status.rollout.phase == "Succeeded"
+    assert [t.track for t in outcome.tracks] == ["stable"]
+    assert [e.reason for e in outcome.transitions] == ["RolloutSucceeded"]

@@ -13,7 +13,9 @@ nothing a canary can judge that the SLO does not already watch.
 The decision (Flagger keeps `lastAppliedSpec` and `lastPromotedSpec` for the same reason):
 
     desired == stable                     -> no rollout (going back to stable is not a rollout;
-                                             a rollout of another revision is cancelled)
+                                             a rollout of another revision is cancelled),
+                                             except a Promoting rollout of that very revision:
+                                             it continues to its end
     no stable yet                         -> no rollout (the first model is simply deployed)
     desired != rollout's revision         -> start; a newer change supersedes a running,
                                              failed or aborted rollout instead of waiting
@@ -110,6 +112,12 @@ def decide_revision(desired: Revision, stable: Revision | None, rollout: Rollout
         return RevisionDecision("NoRollout", f"first revision {desired.describe()} is deployed "
                                              "directly: nothing is served that it could hurt")
     if desired.hash == stable.hash:
+        if rollout is not None and rollout.phase == "Promoting" and (
+                rollout.revision == stable.hash):
+            # Recorded as stable before its promotion ended (operators before the fix in
+            # decide/status.py did, once the stable pods served it): finish the promotion
+            # rather than leave it Promoting with the candidate taking its share for good.
+            return RevisionDecision("Continue", rollout.message)
         if rollout is not None and rollout.revision != stable.hash:
             return RevisionDecision(
                 "Reverted", f"spec is back to the stable revision {stable.describe()}: the "

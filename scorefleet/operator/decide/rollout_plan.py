@@ -121,8 +121,16 @@ def ready_for(pipeline: ScoringPipeline, context: RolloutContext, observed: Obse
         return False
     traffic = traffic_for(context.state)
     tracks, _ = plan_for(pipeline, traffic, context.stable, context.desired, stable_replicas)
-    needed = [t for t in tracks if t.replicas > 0 and (
-        t.track == "candidate" or traffic.shadow or traffic.stable_runs_candidate)]
+    # Promoting waits for the stable track alone: the candidate's pods are not what the switch
+    # needs, and the pass that switched deletes them (a restart after it finds none).
+    # Shadow waits for the stable pods to load the shadow; a canary step for the candidate.
+    if traffic.stable_runs_candidate:
+        wanted: tuple[str, ...] = ("stable",)
+    elif traffic.shadow:
+        wanted = ("stable",)
+    else:
+        wanted = ("candidate",)
+    needed = [t for t in tracks if t.replicas > 0 and t.track in wanted]
     return bool(needed) and all(
         track_serving(t, observed.track(t.track)).serving for t in needed)
 

@@ -106,8 +106,13 @@ def serving_part(i: StatusInputs) -> StatusPart:
         ready = Verdict("Ready", "False", "ScorersNotReady", s.message)
         progressing = Verdict("Progressing", "True", "ScorersUpdating",
                               f"{s.updated}/{s.desired} stable scorers updated")
-    # The stable model is recorded only once its pods proved they serve it.
-    stable = model_identity(plan.model) if s.serving else i.pipeline.status.stable
+    # The stable model is recorded only once its pods proved they serve it, and changes only
+    # by a promotion: while Promoting the stable pods run the candidate before the rollout
+    # decides it is done, and recording it then would make the stable revision equal the
+    # rollout's own, which reads as "no rollout" and left the rollout in Promoting for good.
+    promoting = i.rollout is not None and i.rollout.decision.plan.stable_runs_candidate
+    stable = (model_identity(plan.model) if s.serving and not promoting
+              else i.pipeline.status.stable)
     candidate_plan = i.tracks.plan("candidate")
     candidate = None
     if candidate_plan is not None:
