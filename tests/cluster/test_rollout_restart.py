@@ -85,14 +85,14 @@ def status(namespace: str) -> dict[str, Any]:
 
 
 def stage(s: dict[str, Any]) -> int:
-    """How many of the rollout's transitions (TRANSITIONS, in order) status records as done."""
+    """How many of the rollout's transitions (in the test's order) status records as done."""
     rollout, canary = s.get("rollout") or {}, s.get("canary") or {}
     phase = rollout.get("phase")
     if phase is None:
         return 0
     if phase == "Canary":
-        return 1 + 2 * canary.get("step", 0) + (1 if canary.get("stepStartedAt") else 0)
-    return {"Promoting": 5, "Succeeded": 6}[phase]
+        return 1 + 2 * int(canary.get("step", 0)) + (1 if canary.get("stepStartedAt") else 0)
+    return {"Promoting": 5, "Succeeded": 6}[str(phase)]
 
 
 def deployment(namespace: str, track: str) -> dict[str, Any] | None:
@@ -129,8 +129,10 @@ def test_killed_and_restarted_at_every_phase(control_plane: Any, namespace: str,
                 if act is not None and point == POINTS[0]:
                     # Once the transition before it is recorded (this operator redoes it when
                     # the last one died before recording it): an SRE acts on what status shows.
-                    eventually(f"{reason}: ready to act",
-                               lambda i=index: stage(status(namespace)) == i, timeout=60)
+                    def ready(i: int = index) -> bool:
+                        return stage(status(namespace)) == i
+
+                    eventually(f"{reason}: ready to act", ready, timeout=60)
                     act()
                 op.crashed(timeout=90)
                 s = status(namespace)
