@@ -84,6 +84,10 @@ def test_status_shows_qps_and_p99_that_prometheus_measured_on_discovered_pods(
     assert stable["qps"] > 0
     assert 0 < stable["p99LatencyMs"] < 1000
     assert stable["errorRate"] == 0
+    assert sp["status"]["metrics"]["measuredAt"].endswith("Z")
+    header, row = kubectl("get", "sp", "phish", "-n", ns).splitlines()[:2]
+    for column in ("QPS", "P99MS"):  # printer columns: the value sits under its title
+        assert float(row[header.index(column):].split()[0]) >= 0, (column, row)
 
 
 def test_rolling_update_of_four_pods_under_steady_load_fails_no_request(
