@@ -187,6 +187,19 @@ def test_metrics_are_replaced_when_measured_and_kept_otherwise() -> None:
     assert later == first and events == []
 
 
+def test_measured_rates_and_latencies_are_rounded_for_reading_error_rates_are_not() -> None:
+    raw = TrackMetrics(qps=49.873333333, p99_latency_ms=0.9812876041437497,
+                       error_rate=0.000123456)
+    status, _ = decide(make_pipeline(), seen(dep(2), metrics=raw))
+    assert status.metrics is not None
+    assert status.metrics.stable == TrackMetrics(qps=49.87, p99_latency_ms=0.98,
+                                                 error_rate=0.000123456)
+    assert raw.qps == 49.873333333  # the measurement decisions use is left as measured
+    none = TrackMetrics(qps=0.0, p99_latency_ms=None, error_rate=None)
+    status, _ = decide(make_pipeline(), seen(dep(2), metrics=none))
+    assert status.metrics is not None and status.metrics.stable == none
+
+
 def test_invalid_spec_degrades_naming_the_field_and_keeps_the_rest() -> None:
     ready, _ = decide(make_pipeline(), seen(dep(2)))
     bad = InvalidSpec("spec.scorer.drainDelay", "Input should be less than or equal to 300")

@@ -39,6 +39,7 @@ from scorefleet.api.status import (
     PipelineStatus,
     ReplicaStatus,
     RolloutStatus,
+    TrackMetrics,
     TrackReplicas,
 )
 from scorefleet.operator.decide.autoscaling import AutoscalingOutcome
@@ -175,13 +176,25 @@ def autoscaling_part(i: StatusInputs) -> StatusPart:
     return StatusPart(fields={"autoscaling": a.status}, conditions=(a.verdict,))
 
 
+def _shown(m: TrackMetrics | None) -> TrackMetrics | None:
+    """Rates and milliseconds to 2 decimals for people (`kubectl get` printed 49.87333333);
+    decisions use Prometheus's values, never these. errorRate stays exact: it is read against
+    thresholds like 0.001."""
+    if m is None:
+        return None
+    return TrackMetrics(qps=None if m.qps is None else round(m.qps, 2),
+                        p99_latency_ms=None if m.p99_latency_ms is None
+                        else round(m.p99_latency_ms, 2),
+                        error_rate=m.error_rate)
+
+
 def metrics_part(i: StatusInputs) -> StatusPart:
     measured = i.observed.track("stable").metrics
     if measured is None:
         return StatusPart()  # not measured now: the last measurement stays as it is
     return StatusPart(fields={"metrics": MeasuredMetrics(
-        measured_at=timestamp(i.now), stable=measured,
-        candidate=i.observed.track("candidate").metrics)})
+        measured_at=timestamp(i.now), stable=_shown(measured),
+        candidate=_shown(i.observed.track("candidate").metrics))})
 
 
 SUB_DECISIONS: tuple[SubDecision, ...] = (serving_part, health_part, candidate_part,
