@@ -99,3 +99,37 @@ def test_no_lag_data_holds_the_slo_answer_never_zero() -> None:
                               stream=stream(lagging(12, 0)))
     assert idle.stable_replicas == 6 and stable(idle).reason == "ScaleUp"
     assert stable(idle).partition_limited is False
+
+
+def test_a_drained_lag_scales_down_only_after_the_scale_down_window() -> None:
+    # The lag raises an idle fleet (0 qps) to 6; then the backlog is gone. The lag's floor is
+    # in the stabilization history like the SLO's own recommendation, so the fleet waits the
+    # scale-down window (60 s here) before stepping down, as HPA does with KEDA's lag metric.
+    p = pipeline(minReplicas=1, scaleDown={"stabilizationWindow": "60s"})
+    up = decide_autoscaling(p, dep(1), load(0, T0), None, T0, stream=stream(lagging(12, 50)))
+    assert up.stable_replicas == 6 and stable(up).reason == "StreamLag"
+    state, replicas = persisted(p, up), 6
+    for seconds in (15, 30, 45, 59):
+        at = T0 + timedelta(seconds=seconds)
+        out = decide_autoscaling(state, dep(replicas), load(0, at), None, at,
+                                 stream=stream(lagging(12, 0)))
+        assert out.stable_replicas == 6, (seconds, stable(out).message)
+        assert stable(out).reason == "StabilizingScaleDown"
+        state = persisted(state, out)
+    at = T0 + timedelta(seconds=61)
+    down = decide_autoscaling(state, dep(6), load(0, at), None, at, stream=stream(lagging(12, 0)))
+    assert down.stable_replicas == 4 and stable(down).reason == "ScaleDown"  # 2 pods a step
+    assert [t.reason for t in down.transitions] == ["ScaleDown"]
+
+
+def test_a_lag_seen_while_prometheus_has_no_data_also_holds_the_window() -> None:
+    # No scorer series yet (NoData): the SLO holds, the lag alone raises the fleet, and that
+    # recommendation is remembered too, so the first pass with data cannot drop it at once.
+    p = pipeline(minReplicas=1, scaleDown={"stabilizationWindow": "60s"})
+    up = decide_autoscaling(p, dep(1), ScalingReadings(), None, T0,
+                            stream=stream(lagging(12, 50)))
+    assert up.stable_replicas == 6 and stable(up).reason == "StreamLag"
+    at = T0 + timedelta(seconds=20)
+    held = decide_autoscaling(persisted(p, up), dep(6), load(0, at), None, at,
+                              stream=stream(lagging(12, 0)))
+    assert held.stable_replicas == 6 and stable(held).reason == "StabilizingScaleDown"

@@ -155,6 +155,13 @@ def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBou
     that changes the count changes the reason: then the Event names the lag or the partitions."""
     lo, hi = spec.scaling.min_replicas, spec.scaling.max_replicas
     replicas = min(max(bound.replicas, lo), hi)
+    # The lag's floor is a recommendation like the SLO's: kept in the stabilization history,
+    # so a drained backlog scales down only after the scale-down window, as HPA treats
+    # KEDA's lag metric (without it the next pass would drop at once to the SLO's count).
+    if bound.floor > 0:
+        floor = min(max(min(bound.floor, bound.ceiling), lo), hi)
+        state = replace(state, recommendations=_with_floor(state.recommendations,
+                                                           state.decided_at, floor))
     if replicas == decision.desired:
         return decision, state
     reason = "PartitionLimited" if bound.partition_limited else "StreamLag"
@@ -169,6 +176,15 @@ def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBou
         bounded = replace(bounded, last_change_at=prev.last_change_at if prev else None,
                           last_direction=prev.last_direction if prev else 0)
     return replace(decision, desired=replicas, reason=reason, message=message), bounded
+
+
+def _with_floor(recs: tuple[Recommendation, ...], at: float, floor: int,
+                ) -> tuple[Recommendation, ...]:
+    """The history with this pass's recommendation at least `floor` (added when the SLO
+    made none: it held for lack of metrics)."""
+    if recs and recs[-1].at == at:
+        return (*recs[:-1], Recommendation(at, max(recs[-1].replicas, floor)))
+    return (*recs, Recommendation(at, floor))
 
 
 def _verdict(decision: TrackDecision) -> Verdict:
