@@ -69,11 +69,12 @@ class ScorerProcess:
     """``python -m scorefleet.scorer --config ... --host 127.0.0.1`` with helpers."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
-                 configmap: bool = False) -> None:
+                 configmap: bool = False, metrics_port: int | None = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
         self.port = free_port()
-        self.metrics_port = free_port()
+        # Given when a Prometheus must know the target before the scorer starts.
+        self.metrics_port = metrics_port or free_port()
         self.config = {"pipeline": "mail-phish", "track": "stable", "workers": 1,
                        "drainDelaySeconds": 0, "gracePeriodSeconds": 5, **config,
                        "port": self.port, "metricsPort": self.metrics_port}

@@ -130,6 +130,9 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
         # from the last real measurement rather than restarting at every pass.
         new = replace(new, last_sample_at=prev.last_sample_at,
                       last_queue_depth=prev.last_queue_depth)
+    # ScalingActive speaks of the SLO's measurements: a lag that moves the fleet while
+    # Prometheus has nothing does not make them valid (nor flip the condition every pass).
+    verdict = _verdict(decision)
     bound = None
     if stream is not None:
         bound = bound_replicas(decision.desired, stream.lag, stream.partitions,
@@ -142,7 +145,7 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
     return AutoscalingOutcome(
         stable_replicas=decision.desired,
         status=AutoscalingStatus(stable=track),
-        verdict=_verdict(decision),
+        verdict=verdict,
         transitions=tuple(transitions),
         decision=decision)
 
