@@ -24,6 +24,9 @@ from scorefleet.api.scorer_config import (
 __all__ = ["DEFAULT_SCORER_IMAGE", "PipelineSpec", "cel", "rules"]
 
 DEFAULT_SCORER_IMAGE = "ghcr.io/scorefleet/scorer:0.1.0"
+# A stream pipeline's end-to-end p99 target when its spec sets none: "a verdict within seconds"
+# (issue 9), with room for a batch, a Redis read and the verdict's acknowledgement.
+DEFAULT_END_TO_END_P99 = "1s"
 
 
 def rules(*items: dict[str, Any]) -> dict[str, Any]:
@@ -122,11 +125,20 @@ class SLOSpec(CamelModel):
 
     model_config = CamelModel.model_config | {"json_schema_extra": rules(
         cel_positive_duration("p99Latency"),
+        cel_positive_duration("endToEndP99Latency", optional=True),
     )}
 
     p99_latency: Duration = Field(default="25ms", description="Target p99 server latency.")
     max_error_rate: float = Field(default=0.001, ge=0.0, le=1.0,
                                   description="Largest tolerated fraction of failed requests.")
+    end_to_end_p99_latency: Duration | None = Field(
+        default=None,
+        description="Stream pipelines (spec.source) only: target p99 from an event's timestamp "
+                    f"to its verdict acknowledged; unset means {DEFAULT_END_TO_END_P99}. The "
+                    "autoscaler holds it together with the consumer lag.")
+
+    def end_to_end_seconds(self) -> float:
+        return duration_seconds(self.end_to_end_p99_latency or DEFAULT_END_TO_END_P99)
 
 
 class CanaryStep(CamelModel):
@@ -458,6 +470,12 @@ class FeaturesSpec(CamelModel):
 
 
 class PipelineSpec(CamelModel):
+    model_config = CamelModel.model_config | {"json_schema_extra": rules(
+        cel("!has(self.slo) || !has(self.slo.endToEndP99Latency) || has(self.source)",
+            "slo.endToEndP99Latency applies to stream pipelines only: set spec.source too",
+            ".slo.endToEndP99Latency"),
+    )}
+
     model: ModelRef
     scorer: ScorerSpec = ScorerSpec()
     scaling: ScalingSpec = ScalingSpec()

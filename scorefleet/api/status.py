@@ -139,6 +139,11 @@ class TrackAutoscaling(CamelModel):
     partition_limited: bool | None = Field(
         default=None, description="Stream pipelines: partitions, not pods, limit consumption; "
                                   "more pods would sit idle.")
+    end_to_end_p99_ms: float | None = Field(
+        default=None, description="Stream pipelines: measured p99 from event timestamp to "
+                                  "verdict (unset: no event in the window, or no measurement).")
+    slo_end_to_end_p99_ms: float | None = Field(
+        default=None, description="Stream pipelines: the end-to-end p99 it is held to.")
 
 
 class AutoscalingStatus(CamelModel):

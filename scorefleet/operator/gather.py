@@ -49,16 +49,17 @@ def lists_routes(body: Obj, children: Mapping[tuple[str, str], Obj]) -> bool:
 
 
 def observe(namespace: str, pipeline: str, children: Mapping[tuple[str, str], Obj],
-            measure: Measure | None) -> Observed:
-    """The children's state and, with `measure`, each track's metrics. The stable track is
-    measured even before its Deployment exists: the autoscaler decides on every measuring
-    pass, and says so when there is nothing to measure."""
+            measure: Measure | None, stream: bool = False) -> Observed:
+    """The children's state and, with `measure`, each track's metrics (`stream`: with the
+    stream's end-to-end latency). The stable track is measured even before its Deployment
+    exists: the autoscaler decides on every measuring pass, and says so when there is nothing
+    to measure."""
     deployments = deployments_by_track(children)
     names = sorted({*deployments, "stable"} if measure is not None else deployments)
     tracks = {}
     for track in names:
-        metrics, readings = (measure(namespace, pipeline, track) if measure is not None
-                             else (None, None))
+        metrics, readings = (measure(namespace, pipeline, track, stream)
+                             if measure is not None else (None, None))
         tracks[track] = TrackObservation(deployment=deployments.get(track), metrics=metrics,
                                          scaling=readings)
     return Observed(tracks=MappingProxyType(tracks))

@@ -94,6 +94,21 @@ def scaling_queries(sel: TrackSelector, window: str, short: str) -> dict[str, st
     }
 
 
+def stream_queries(sel: TrackSelector, window: str, short: str) -> dict[str, str]:
+    """A stream pipeline's own inputs: events consumed from the topic, and the end-to-end p99
+    (event timestamp to verdict acknowledged) over the stable and the panic windows."""
+    def e2e(w: str) -> str:
+        return ("1000 * histogram_quantile(0.99, sum by (le) (rate("
+                f"scorefleet_stream_end_to_end_seconds_bucket{sel.matchers()}[{w}])))")
+
+    return {
+        "events_per_s": f"sum(rate(scorefleet_stream_consumed_events_total{sel.matchers()}"
+                        f"[{window}]))",
+        "e2e_p99_ms": e2e(window),
+        "e2e_p99_short_ms": e2e(short),
+    }
+
+
 def window_queries(sel: TrackSelector, seconds: float) -> dict[str, str]:
     """One analysis interval of one track, ending now: increases (reset-corrected by
     Prometheus) and the resets themselves, which make the interval unjudgeable."""
@@ -219,14 +234,24 @@ class Prometheus:
             resets=int(self.scalar(q["resets"]) or 0))
 
     def scaling_readings(self, sel: TrackSelector, window: str, short: str,
-                         ) -> tuple[TrackMetrics, ScalingReadings]:
-        """The status measurement and the autoscaler's readings of one track, in one pass.
+                         stream: bool = False) -> tuple[TrackMetrics, ScalingReadings]:
+        """The status measurement and the autoscaler's readings of one track, in one pass;
+        with `stream`, the stream's events/s and end-to-end p99 too (asked only while events
+        flow: an idle stream has no latency, not a zero one).
         Prometheus unreachable: `PrometheusError` (the caller records it in the readings)."""
         metrics = self.track_metrics(sel, window)
         q = scaling_queries(sel, window, short)
         pods = self.scalar(q["pods"])
         flowing = bool(metrics.qps)
+        events = e2e = e2e_short = None
+        if stream:
+            sq = stream_queries(sel, window, short)
+            events = self.scalar(sq["events_per_s"])
+            if events:
+                e2e, e2e_short = self.scalar(sq["e2e_p99_ms"]), self.scalar(
+                    sq["e2e_p99_short_ms"])
         return metrics, ScalingReadings(
+            stream_events_per_s=events, e2e_p99_ms=e2e, e2e_p99_short_ms=e2e_short,
             qps=metrics.qps, qps_short=self.scalar(q["qps_short"]),
             p99_ms=metrics.p99_latency_ms,
             p99_short_ms=self.scalar(q["p99_short_ms"]) if flowing else None,

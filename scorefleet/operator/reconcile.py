@@ -127,7 +127,7 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
     pipeline = parse_pipeline(body)
     if isinstance(pipeline, InvalidSpec):
         return _report_invalid(kube, body, pipeline, logger, at)
-    observed = observe(ns, name, existing, measure)
+    observed = observe(ns, name, existing, measure, stream=pipeline.spec.source is not None)
     stable_dep = observed.track("stable").deployment
     held = held_replicas(pipeline.spec, pipeline.status.autoscaling)
     rollout = None

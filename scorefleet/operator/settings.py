@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from scorefleet.api.spec import DEFAULT_SCORER_IMAGE
 from scorefleet.api.status import TrackMetrics
@@ -15,10 +16,14 @@ from scorefleet.operator.decide.children import Defaults
 from scorefleet.operator.decide.scaling_inputs import ScalingReadings
 from scorefleet.operator.prometheus import Prometheus, PrometheusError, TrackSelector
 
-# (namespace, pipeline, track) -> the track's measurement for status (None when it could not
-# be taken: the last one stays) and the autoscaler's readings (which say why when they could
-# not be taken).
-Measure = Callable[[str, str, str], tuple[TrackMetrics | None, ScalingReadings]]
+
+class Measure(Protocol):
+    """(namespace, pipeline, track; a stream pipeline?) -> the track's measurement for status
+    (None when it could not be taken: the last one stays) and the autoscaler's readings (which
+    say why when they could not be taken)."""
+
+    def __call__(self, namespace: str, pipeline: str, track: str, stream: bool = False,
+                 ) -> tuple[TrackMetrics | None, ScalingReadings]: ...
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,12 @@ class OperatorSettings:
             return None
         prom = Prometheus(self.prometheus_url)
 
-        def measure(namespace: str, pipeline: str, track: str,
+        def measure(namespace: str, pipeline: str, track: str, stream: bool = False,
                     ) -> tuple[TrackMetrics | None, ScalingReadings]:
             extra = {self.namespace_label: namespace} if self.namespace_label else {}
             try:
                 return prom.scaling_readings(TrackSelector(pipeline, track, extra),
-                                             self.metrics_window, self.panic_window)
+                                             self.metrics_window, self.panic_window, stream)
             except PrometheusError as exc:
                 # Keep the last measurement rather than write a made-up one; the autoscaler
                 # holds and says why.

@@ -175,6 +175,7 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
     # the scale-down's time against the passes that still saw a backlog.
     scorers = start_consumers(fleet, models, tmp_path)
     readings: dict[str, int] = {}
+    latencies: dict[str, tuple[float | None, float | None]] = {}
     try:
         deadline = time.monotonic() + WINDOW_S + 120
         while time.monotonic() < deadline:
@@ -182,7 +183,11 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
             lag = status.get("streamLag") or {}
             if lag.get("lag") is not None:
                 readings[lag["measuredAt"]] = lag["lag"]
-            if (status.get("autoscaling") or {}).get("stable", {}).get("desired") == 1:
+            decision = (status.get("autoscaling") or {}).get("stable") or {}
+            if decision.get("decidedAt"):
+                latencies[decision["decidedAt"]] = (decision.get("endToEndP99Ms"),
+                                                    decision.get("sloEndToEndP99Ms"))
+            if decision.get("desired") == 1:
                 break
             time.sleep(0.2)
         assert fleet.replicas() == 1, readings
@@ -201,6 +206,14 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
     # period (2 s) plus that pass's own time earlier (seconds in status are whole): the
     # scale-down waited the window after it. Without the window it comes within a pass.
     assert parse(s["lastChangeAt"]) - first_caught_up >= WINDOW_S - 8, (s, readings)
+    # The drained backlog's events waited tens of seconds for their verdicts: the end-to-end
+    # p99 the scorers exported, read through Prometheus, shown beside the default SLO (1 s).
+    # While it was over, the fleet could not go down; the window ran from the last such pass.
+    late = [parse(at) for at, (p99, slo) in latencies.items()
+            if p99 is not None and slo is not None and p99 > slo]
+    assert late and {slo for _, slo in latencies.values() if slo} == {1000}, latencies
+    assert parse(s["lastChangeAt"]) - max(late) >= WINDOW_S - 8, (s, latencies)
+    assert "end-to-end p99" in s["measurement"], s
 
     # One Event and one log line per change, each naming why.
     log = fleet.operator.log_text()

@@ -30,6 +30,11 @@ def body(source: dict[str, Any] | None = None, features: dict[str, Any] | None =
             "metadata": {"name": "stream"}, "spec": copy.deepcopy(spec)}
 
 
+def with_slo(obj: dict[str, Any], **slo: Any) -> dict[str, Any]:
+    obj["spec"]["slo"] = slo
+    return obj
+
+
 def create(kube: Kube, namespace: str, obj: dict[str, Any]) -> dict[str, Any] | None:
     return kube._call("POST", f"/apis/scorefleet.io/v1alpha1/namespaces/{namespace}/"
                               "scoringpipelines", body=obj)
@@ -54,6 +59,9 @@ INVALID = [
     (body(KAFKA, {**REDIS, "timeout": "0s"}), "spec.features.redis.timeout"),
     (body(KAFKA, {**REDIS, "onMiss": "Drop"}), "spec.features.redis.onMiss"),
     (body(KAFKA, {**REDIS, "maxStaleness": "0s"}), "spec.features.redis.maxStaleness"),
+    (with_slo(body(KAFKA), endToEndP99Latency="0s"), "spec.slo.endToEndP99Latency"),
+    # An end-to-end target on a pipeline without a stream would be a promise never kept.
+    (with_slo(body(None, REDIS), endToEndP99Latency="1s"), "spec.slo.endToEndP99Latency"),
 ]
 
 
@@ -93,6 +101,7 @@ def test_online_features_without_a_stream_are_accepted(kube: Kube, namespace: st
     ("scoringpipelines.spec.source.kafka.consumerGroup", "scorefleet.<namespace>.<pipeline"),
     ("scoringpipelines.spec.features.redis.onMiss", "featuresMissing"),
     ("scoringpipelines.spec.features.redis.keyTemplate", "sender:{sender}"),
+    ("scoringpipelines.spec.slo.endToEndP99Latency", "verdict acknowledged"),
 ])
 def test_kubectl_explain_documents_the_fields(control_plane: Any, path: str,
                                               text: str) -> None:

@@ -54,6 +54,7 @@ from scorefleet.operator.decide.scaling_inputs import (
     observation,
 )
 from scorefleet.operator.decide.stream_lag import StreamBound, StreamInput, bound_replicas
+from scorefleet.operator.decide.stream_latency import LatencyAsk, end_to_end_ask, usable_sample
 
 # Reasons that mean "could not decide from measurements": the ScalingActive condition is False.
 HOLD_REASONS = ("NoMetrics", "StaleMetrics")
@@ -103,8 +104,9 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
                        stream: StreamInput | None = None) -> AutoscalingOutcome:
     """The stable track's replicas; with `readings` (a measuring pass), a fresh decision.
 
-    `stream` (stream pipelines, the lag just read): the lag raises the SLO's answer, the
-    partitions cap it (decide/stream_lag.bound_replicas), both within the spec's bounds.
+    `stream` (stream pipelines, the lag just read): the lag and the end-to-end p99
+    (decide/stream_latency.py) raise the SLO's answer, the partitions cap it
+    (decide/stream_lag.bound_replicas), all within the spec's bounds.
     """
     spec = pipeline.spec
     last = pipeline.status.autoscaling
@@ -133,12 +135,21 @@ def decide_autoscaling(pipeline: ScoringPipeline, deployment: DeploymentState | 
     # ScalingActive speaks of the SLO's measurements: a lag that moves the fleet while
     # Prometheus has nothing does not make them valid (nor flip the condition every pass).
     verdict = _verdict(decision)
-    bound = None
+    bound = e2e = None
+    if spec.source is not None:
+        cooling = (prev is not None and prev.last_direction > 0
+                   and prev.last_change_at is not None
+                   and at - prev.last_change_at < tuning.panic_cooldown_seconds)
+        e2e = end_to_end_ask(usable_sample(obs, at, tuning.stale_after_seconds),
+                             spec.slo.end_to_end_seconds() * 1000.0, current, ready, cooling,
+                             tuning.panic_step)
     if stream is not None:
         bound = bound_replicas(decision.desired, stream.lag, stream.partitions,
-                               stream.consumers_per_replica)
+                               stream.consumers_per_replica,
+                               e2e.floor if e2e is not None else 0,
+                               e2e.reason if e2e is not None else "")
         decision, new = _bounded(decision, new, bound, spec, prev)
-    track = _track_status(decision, new, describe(obs), bound)
+    track = _track_status(decision, new, describe(obs), bound, e2e)
     transitions: list[Transition] = []
     if deployment is not None and decision.changed:
         transitions.append(Transition("Normal", decision.reason, decision.message))
@@ -167,7 +178,7 @@ def _bounded(decision: TrackDecision, state: TrackScalingState, bound: StreamBou
                                                            state.decided_at, floor))
     if replicas == decision.desired:
         return decision, state
-    reason = "PartitionLimited" if bound.partition_limited else "StreamLag"
+    reason = bound.cause or "StreamLag"
     message = f"{bound.reason} (latency SLO and QPS: {decision.desired})"
     bounded = replace(state, desired=replicas, reason=reason, message=message)
     if replicas != decision.current:
@@ -210,9 +221,12 @@ def _epoch(text: str | None) -> float | None:
 
 
 def _track_status(decision: TrackDecision, state: TrackScalingState,
-                  measurement: str, bound: StreamBound | None = None) -> TrackAutoscaling:
+                  measurement: str, bound: StreamBound | None = None,
+                  e2e: LatencyAsk | None = None) -> TrackAutoscaling:
     cap = state.capacity
     return TrackAutoscaling(
+        end_to_end_p99_ms=_round(e2e.p99_ms) if e2e is not None else None,
+        slo_end_to_end_p99_ms=e2e.slo_ms if e2e is not None else None,
         stream_bound=bound.reason[:1024] if bound is not None else None,
         partition_limited=bound.partition_limited if bound is not None else None,
         current=decision.current, desired=decision.desired, reason=decision.reason,

@@ -23,6 +23,9 @@ class MetricsSample:
     `p99_short_ms` the same over the panic window (it clears as soon as an overload is over,
     where the stable window still remembers it).
     `in_flight` and `queue_depth` are summed over the track's pods at the last scrape.
+    Stream pipelines add `stream_events_per_s` (events consumed from the topic, stable window)
+    and the end-to-end p99 (event timestamp to verdict) over both windows, None when no
+    event was scored (idle, not zero).
     """
 
     measured_at: float
@@ -33,9 +36,12 @@ class MetricsSample:
     in_flight: float | None = None
     queue_depth: float | None = None
     error_rate: float | None = None
+    stream_events_per_s: float | None = None
+    e2e_p99_ms: float | None = None
+    e2e_p99_short_ms: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("qps", "qps_short", "in_flight", "queue_depth"):
+        for name in ("qps", "qps_short", "in_flight", "queue_depth", "stream_events_per_s"):
             value = getattr(self, name)
             if value is not None and not value >= 0:  # also rejects NaN
                 raise ValueError(f"MetricsSample.{name} must be >= 0, got {value!r}")
@@ -119,6 +125,9 @@ class ScalingReadings:
     in_flight: float | None = None
     queue_depth: float | None = None
     error_rate: float | None = None
+    stream_events_per_s: float | None = None
+    e2e_p99_ms: float | None = None
+    e2e_p99_short_ms: float | None = None
     pods: int | None = None
     scraped_at: float | None = None
     request_series: int | None = None
@@ -156,12 +165,16 @@ def observation(readings: ScalingReadings, ready: int, last_sample_at: float | N
     sample = MetricsSample(measured_at=r.scraped_at, qps=qps, p99_ms=r.p99_ms,
                            qps_short=r.qps_short, p99_short_ms=r.p99_short_ms,
                            in_flight=r.in_flight, queue_depth=r.queue_depth,
-                           error_rate=r.error_rate)
+                           error_rate=r.error_rate, stream_events_per_s=r.stream_events_per_s,
+                           e2e_p99_ms=r.e2e_p99_ms, e2e_p99_short_ms=r.e2e_p99_short_ms)
     missing = []
     if r.pods < ready:
         missing.append(f"pods {r.pods}/{ready} scraped")
     if r.p99_ms is None and qps > 0:
         missing.append("p99")
+    if r.e2e_p99_ms is None and (r.stream_events_per_s or 0) > 0:
+        # Events are consumed but their latency is not measured: as a missing RPC p99.
+        missing.append("end-to-end p99")
     missing += [name for name, v in (("in-flight", r.in_flight), ("queue depth", r.queue_depth))
                 if v is None]
     return Partial(sample, tuple(missing)) if missing else sample
@@ -176,4 +189,8 @@ def describe(obs: Observation) -> str:
     if isinstance(obs, Partial):
         return f"PartialMetrics: missing {', '.join(obs.missing)}"
     p99 = "none" if obs.p99_ms is None else f"{obs.p99_ms:.1f} ms"
-    return f"Sample: {obs.qps:.1f} qps, p99 {p99}"
+    text = f"Sample: {obs.qps:.1f} qps, p99 {p99}"
+    if obs.stream_events_per_s is not None:
+        e2e = "none" if obs.e2e_p99_ms is None else f"{obs.e2e_p99_ms:.1f} ms"
+        text += f"; stream {obs.stream_events_per_s:.1f} events/s, end-to-end p99 {e2e}"
+    return text

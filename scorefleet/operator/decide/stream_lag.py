@@ -97,36 +97,49 @@ class StreamBound:
     """The lag's say in a replica count: ``replicas`` within [floor, ceiling]."""
 
     replicas: int
-    floor: int           # what the lag asks for (KEDA's rule)
+    floor: int           # the larger of what the lag (KEDA's rule) and the end-to-end p99 ask
     ceiling: int         # max useful replicas (partitions / workers per pod)
     partition_limited: bool
     reason: str
+    cause: Literal["PartitionLimited", "StreamLag", "EndToEndLatency"] | None = None
 
 
 def bound_replicas(proposed: int, lag: LagDecision | None, partitions: int,
-                   consumers_per_replica: int) -> StreamBound:
-    """Combine the autoscaler's own answer (from the latency SLO and QPS) with the lag.
+                   consumers_per_replica: int, latency_floor: int = 0,
+                   latency_reason: str = "") -> StreamBound:
+    """Combine the autoscaler's own answer (from the RPC latency SLO and QPS) with the lag and
+    the end-to-end latency (decide/stream_latency.py: `latency_floor`, and why).
 
     The lag is a floor (a backlog the SLO metrics cannot see yet: events waiting are not
-    requests), the partition count a ceiling (more pods than partitions x workers consume
-    nothing). Without a lag reading (broker unreachable) only the ceiling applies: the lag is
-    never guessed. ``partition_limited`` when the ceiling cut the answer or the lag alone
-    exceeds what the partitions allow: adding partitions, not pods, is the fix.
+    requests), so is the end-to-end p99's ask; the partition count is a ceiling (more pods than
+    partitions x workers consume nothing). Without a lag reading (broker unreachable) only the
+    ceiling and the latency apply: the lag is never guessed. ``partition_limited`` when the
+    ceiling cut the answer or the lag alone exceeds what the partitions allow: adding
+    partitions, not pods, is the fix. ``cause`` names what raised or cut the answer, if any.
     """
     ceiling = max_useful_replicas(partitions, consumers_per_replica)
-    floor = lag.desired if lag is not None else 0
+    lag_floor = lag.desired if lag is not None else 0
+    floor = max(lag_floor, latency_floor)
     wanted = max(proposed, floor)
     replicas = min(wanted, ceiling)
     limited = wanted > ceiling or (lag is not None and lag.partition_limited)
+    cause: Literal["PartitionLimited", "StreamLag", "EndToEndLatency"] | None = None
     if limited:
+        cause = "PartitionLimited"
         reason = (f"{wanted} replicas wanted, {partitions} partitions / "
                   f"{consumers_per_replica} workers per pod allow {ceiling}: partitions, not "
                   "pods, are the limit")
+    elif latency_floor > proposed and latency_floor > lag_floor:
+        cause = "EndToEndLatency"
+        reason = f"end-to-end latency asks for {latency_floor} replicas (SLO: {proposed}); " \
+                 f"{latency_reason}"
     elif lag is not None and floor > proposed:
+        cause = "StreamLag"
         reason = f"lag asks for {floor} replicas (SLO: {proposed}); {lag.reason}"
     else:
-        reason = f"{replicas} replicas (lag floor {floor}, partition ceiling {ceiling})"
-    return StreamBound(replicas, floor, ceiling, limited, reason)
+        reason = (f"{replicas} replicas (lag floor {lag_floor}, end-to-end floor "
+                  f"{latency_floor}, partition ceiling {ceiling})")
+    return StreamBound(replicas, floor, ceiling, limited, reason, cause)
 
 
 def lag_threshold(max_batch_size: int) -> int:
