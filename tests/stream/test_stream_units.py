@@ -47,12 +47,42 @@ def test_good_event_decodes() -> None:
     (b'{"id": "x", "sender": "a", "features": [1, NaN]}', "not JSON"),
     (b'{"id": "x", "sender": "a", "features": [1, 1e999]}', "not JSON"),
     (b'{"id": "x", "sender": "a", "features": [1, true]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [false, 2]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [1, "2"]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [1, null]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [1, [2]]}', "finite numbers"),
+    (b'{"id": "x", "sender": "a", "features": [{}, 2]}', "finite numbers"),
+    (b'{"id": "x", "sender": "", "features": [1, 2]}', "'sender' (the online feature key)"),
+    (b'{"id": "", "sender": "a", "features": [1, 2]}', "'id' (the event id)"),
 ])
 def test_bad_events_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
     r = decode(value)
     assert isinstance(r, Rejected)
     assert reason in r.reason
     assert (r.partition, r.offset, r.key, r.value) == (3, 17, b"k", value)
+
+
+def test_booleans_elsewhere_and_integer_ids_and_keys_decode() -> None:
+    e = decode(b'{"id": 7, "sender": 5, "spam": true, "features": [1, 2.5]}')
+    assert isinstance(e, Event) and (e.event_id, e.entity, e.features) == ("7", "5", [1, 2.5])
+    assert isinstance(decode(b'{"id": "x", "sender": "a", "ok": false, "features": [0, 1]}'),
+                      Event)
+
+
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                          st.integers(-2**63, 2**63 - 1),
+                          st.booleans(), st.none(), st.text(max_size=3),
+                          st.lists(st.integers(), max_size=1), st.just({})),
+                min_size=2, max_size=2),
+       st.booleans())
+def test_feature_type_checks_agree_with_the_exact_rule(features: list[object],
+                                                       flag: bool) -> None:
+    """The quick check (no JSON boolean in the message: sum() refuses the rest) and the exact
+    one (every type int or float, never bool) decide alike, whatever else the event holds."""
+    event = {"id": "x", "sender": "a", "features": features, **({"f": True} if flag else {})}
+    decoded = decode(json.dumps(event).encode())
+    exact = all(type(v) in (int, float) for v in features)
+    assert isinstance(decoded, Event) == exact, decoded
 
 
 @given(st.binary(max_size=200))
@@ -116,3 +146,22 @@ def test_fast_and_rowwise_parsing_agree(rows: list[list[float]], staleness: floa
     slow = _parse_rowwise(replies, 2, defaults, staleness, now=1000.0)
     assert fast.missing == slow.missing == [None] * len(rows)
     assert np.array_equal(fast.values, slow.values)
+
+
+@pytest.mark.parametrize("odd", [b'"1"', b"true", b"[1]", b"1,2", b" 2", b"1.", b"", b"nan",
+                                 b"1e999", b"{}"])
+def test_values_the_fast_path_refuses_are_judged_row_by_row(odd: bytes) -> None:
+    """One JSON array parses the common case; anything that is not plainly a JSON number
+    (orjson would read '"1"' as a string numpy converts, "1,2" as two numbers) must get
+    exactly the row-by-row answer, which float() gives."""
+    from scorefleet.scorer.stream.features import _parse_rowwise
+
+    replies: list[list[bytes | None]] = [[b"1.5", b"2", b"990"], [b"3", odd, b"990"],
+                                         [b"4", b"5", b"990"]]
+    defaults = np.array([7.0, 8.0], dtype=np.float32)
+    for staleness in (None, 30.0):
+        fast = parse_rows(replies, 2, defaults, staleness, now=1000.0)
+        slow = _parse_rowwise(replies, 2, defaults, staleness, now=1000.0)
+        assert fast.missing == slow.missing
+        assert np.array_equal(fast.values, slow.values)
+        assert fast.values[0].tolist() == [1.5, 2.0] and fast.values[2].tolist() == [4.0, 5.0]

@@ -176,8 +176,7 @@ class BatchScorer:
         events: list[Event] = []
         rejected: list[Rejected] = []
         positions: list[tuple[int, int]] = []
-        book = self.book
-        duplicates = 0
+        decode, add_event, add_position = decoder.decode, events.append, positions.append
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -186,16 +185,15 @@ class BatchScorer:
                 continue
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None
-            positions.append((partition, offset))
-            if book.is_replay(partition, offset):
-                duplicates += 1
+            add_position((partition, offset))
             ts_type, ts = msg.timestamp()
-            decoded = decoder.decode(partition, offset, msg.key(), msg.value(),
-                                     ts if ts_type != 0 else -1)
-            if isinstance(decoded, Event):
-                events.append(decoded)
+            decoded = decode(partition, offset, msg.key(), msg.value(),
+                             ts if ts_type != 0 else -1)
+            if type(decoded) is Event:
+                add_event(decoded)
             else:
-                rejected.append(decoded)
+                rejected.append(decoded)  # type: ignore[arg-type]
+        duplicates = self.book.replays(positions)
         if model.num_features < online_width:
             rejected += [e.reject(f"model expects {model.num_features} features but "
                                   f"onlineFeatures names {online_width}") for e in events]

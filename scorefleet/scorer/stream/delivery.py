@@ -78,6 +78,19 @@ class Deliveries:
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
 
+    def send_all(self, batch: InFlightBatch, topic: str, values: list[bytes],
+                 keys: list[bytes | None]) -> None:
+        """`send` for many messages without headers, in one loop (the verdicts of a batch)."""
+        produce, on_delivery = self.producer.produce, batch.on_delivery
+        for value, key in zip(values, keys, strict=True):
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)  # local queue full: let deliveries drain
+            batch.outstanding += 1
+
     def resend_failed(self) -> int:
         """Produce failed messages again (each is still counted as outstanding)."""
         n = 0

@@ -26,6 +26,13 @@ class OffsetBook:
         done = self._acknowledged.get(partition)
         return done is not None and offset <= done
 
+    def replays(self, positions: list[tuple[int, int]]) -> int:
+        """How many of a batch's (partition, offset) are replays (`is_replay`), in one loop."""
+        acked = self._acknowledged
+        if not acked:
+            return 0
+        return sum(1 for p, o in positions if o <= acked.get(p, -1))
+
     def acknowledge(self, positions: Iterable[tuple[int, int]]) -> None:
         """Every message (partition, offset) of a batch has its verdict or dead letter."""
         for partition, offset in positions:

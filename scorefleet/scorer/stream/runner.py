@@ -48,7 +48,7 @@ from scorefleet.scorer.metrics import observe_many
 from scorefleet.scorer.stream.batch import BatchScorer, ScoredBatch
 from scorefleet.scorer.stream.clients import consumer_settings, producer_settings
 from scorefleet.scorer.stream.delivery import Deliveries
-from scorefleet.scorer.stream.events import dead_letter_headers, verdict_json
+from scorefleet.scorer.stream.events import dead_letter_headers, verdicts_json
 from scorefleet.scorer.stream.features import OnlineFeatures
 from scorefleet.scorer.stream.metrics import StreamMetrics
 from scorefleet.scorer.stream.offsets import OffsetBook
@@ -160,11 +160,9 @@ class StreamRunner:
         send = self.deliveries.send
         topic = self.cfg.verdict_topic
         for v in scored.verdicts:
-            version, track = v.model_version, v.track
-            for e, score, decision, miss in zip(v.events, v.scores.tolist(),
-                                                v.decisions.tolist(), v.missing, strict=True):
-                send(batch, topic, verdict_json(e.event_id, score, decision, version, track,
-                                                miss is not None, e), e.key)
+            values = verdicts_json(v.events, v.scores.tolist(), v.decisions.tolist(), v.missing,
+                                   v.model_version, v.track)
+            self.deliveries.send_all(batch, topic, values, [e.key for e in v.events])
         for r in scored.rejected:
             send(batch, self.cfg.dead_letter_topic, r.value, r.key,
                  dead_letter_headers(r.reason, self.cfg.topic, r.partition, r.offset))
