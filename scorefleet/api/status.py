@@ -218,6 +218,16 @@ class RolloutStatus(CamelModel):
     message: str = ""
 
 
+class PendingEvent(CamelModel):
+    """A transition recorded with the status that made it, until its Event exists (the
+    operator's outbox, scorefleet/operator/outbox.py)."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Event's metadata.name.")
+    type: Literal["Normal", "Warning"]
+    reason: str = Field(min_length=1, max_length=128)
+    message: str = Field(default="", max_length=1024)
+
+
 class PipelineStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0)
     phase: Phase = "Pending"
@@ -237,3 +247,7 @@ class PipelineStatus(CamelModel):
                                   "for, capped by partitions.")
     autoscaling: AutoscalingStatus | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    pending_events: list[PendingEvent] | None = Field(
+        default=None, max_length=64,
+        description="Transitions whose Events are being created; a restarted operator creates "
+                    "any still missing (names make that idempotent), then clears this.")

@@ -7,7 +7,6 @@ field manager, a merge patch of the pipeline's status subresource, and core/v1 E
 from __future__ import annotations
 
 import json
-import logging
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +16,6 @@ from kubernetes.client import ApiClient, ApiException
 
 from scorefleet.api import pipeline as p
 from scorefleet.operator import naming as n
-
-log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
@@ -169,15 +166,16 @@ class Kube:
                    body={"propagationPolicy": "Background"})
 
     # -- events ----------------------------------------------------------------------------
-    def post_event(self, involved: Obj, type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event about `involved` (a pipeline body); failures are logged, not raised:
-        an event is a courtesy and must never fail a reconcile."""
+    def create_event(self, involved: Obj, name: str, type_: str, reason: str,
+                     message: str) -> None:
+        """Create the core/v1 Event `name` about `involved` (a pipeline body). KubeError 409
+        when an Event of that name exists: callers name Events so that this means "done"."""
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"name": name, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion", p.API_VERSION),
                 "kind": involved.get("kind", p.KIND),
@@ -196,10 +194,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        try:
-            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
-        except KubeError as exc:
-            log.warning("could not post event %s for %s: %s", reason, meta["name"], exc)
+        self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
 
 def _reason(raw: Any, fallback: Any) -> str:

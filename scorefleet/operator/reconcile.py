@@ -6,7 +6,9 @@ run and with which model (decide/tracks.py), the manifests (decide/children.py),
 (decide/status.py). Acting applies only what differs: each existing child is first applied as a
 server-side dry run, and only when the API server's answer differs from the live object is it
 applied for real. The Deployments the API server returns from those applies refresh the
-observation (no new read), and the status is decided from that and written by this module only.
+observation (no new read), and the status is decided from that and written by this module only,
+with the pass's transitions in its outbox: their Events are created after the write and
+cleared from status once created (outbox.py), so none is lost or doubled by a crash.
 A second reconcile of an unchanged pipeline therefore writes nothing, while a hand-edited or
 deleted child is put back. A pipeline that cannot be planned is reported Degraded, naming the
 field, and its children are left as they are.
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from scorefleet.operator.announce import announce
+from scorefleet.api.status import PipelineStatus
+from scorefleet.operator import outbox
 from scorefleet.operator.confirmed import Confirmed
 from scorefleet.operator.crash_points import crash_at
 from scorefleet.operator.decide.autoscaling import (
@@ -165,11 +168,7 @@ def _reconcile(kube: Kube, body: Obj, logger: Logger, defaults: Defaults,
                           *(rollout.transitions if rollout else []),
                           *scaling.transitions, *transitions]
     result.scaling = scaling
-    crash_at("before-status", result.transitions)
-    _write_status(kube, body, status.wire(), result)
-    crash_at("after-status", result.transitions)
-    for transition in result.transitions:
-        announce(kube, body, transition, logger)
+    _write_and_announce(kube, body, status, result, logger, at)
     return result
 
 
@@ -202,10 +201,28 @@ def _report_invalid(kube: Kube, body: Obj, invalid: InvalidSpec, logger: Logger,
     generation = body["metadata"].get("generation", 0)
     status, transitions = decide_invalid_status(last_status(body), generation, invalid, now)
     result = ReconcileResult(transitions=transitions, invalid=invalid)
-    _write_status(kube, body, status.wire(), result)
-    for transition in transitions:
-        announce(kube, body, transition, logger)
+    _write_and_announce(kube, body, status, result, logger, now)
     return result
+
+
+def _write_and_announce(kube: Kube, body: Obj, status: PipelineStatus,
+                        result: ReconcileResult, logger: Logger, at: datetime) -> None:
+    """Write the status with this pass's transitions in its outbox, announce them (and any a
+    previous pass left), then clear what was announced (outbox.py says why)."""
+    leftover = outbox.left_over(body)
+    queued = outbox.pending(leftover, outbox.record(body, result.transitions, at))
+    crash_at("before-status", result.transitions)
+    _write_status(kube, body, status.model_copy(
+        update={"pending_events": queued or None}).wire(), result)
+    crash_at("after-status", result.transitions)
+    if not queued:
+        return
+    keep = outbox.deliver(kube, body, queued, logger, retried=len(leftover))
+    if keep == queued:
+        return  # none created (the API server failing): they stay in status as written
+    meta = body["metadata"]
+    kube.patch_pipeline_status(meta["namespace"], meta["name"], {
+        "pendingEvents": [e.wire() for e in keep] if keep else None})
 
 
 def _write_status(kube: Kube, body: Obj, new_status: dict[str, Any],
