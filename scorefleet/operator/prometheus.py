@@ -22,7 +22,13 @@ from requests import RequestException
 from urllib3.util.retry import Retry
 
 from scorefleet.api.status import TrackMetrics
-from scorefleet.operator.decide.analysis import OUTCOMES, Buckets, ShadowWindow, TrackWindow
+from scorefleet.operator.decide.analysis import (
+    OUTCOMES,
+    Buckets,
+    ShadowWindow,
+    TrackWindow,
+    histogram_quantile,
+)
 from scorefleet.operator.decide.scaling_inputs import ScalingReadings
 
 # Codes that are the server's fault. INVALID_ARGUMENT / NOT_FOUND are the caller's, and
@@ -117,8 +123,8 @@ def window_queries(sel: TrackSelector, seconds: float) -> dict[str, str]:
     return {
         "requests": f"sum(increase(scorefleet_requests_total{sel.matchers()}[{w}]))",
         "errors": f"sum(increase(scorefleet_requests_total{server_errors}[{w}]))",
-        "p99_ms": "1000 * histogram_quantile(0.99, sum by (le) (increase("
-                  f"scorefleet_request_duration_seconds_bucket{sel.matchers()}[{w}])))",
+        "latency": "sum by (le) (increase("
+                   f"scorefleet_request_duration_seconds_bucket{sel.matchers()}[{w}]))",
         "resets": f"sum(resets(scorefleet_requests_total{sel.matchers()}[{w}]))",
     }
 
@@ -216,10 +222,13 @@ class Prometheus:
         q = window_queries(sel, seconds)
         requests = self.scalar(q["requests"])
         errors = self.scalar(q["errors"]) if requests is not None else None
+        # The histogram itself, not only its p99: the judgement needs its sample size too.
+        latency = self.buckets(q["latency"]) if requests else []
+        p99 = histogram_quantile(0.99, latency) if latency else None
         return TrackWindow(requests=requests,
                            errors=0.0 if requests is not None and errors is None else errors,
-                           p99_ms=self.scalar(q["p99_ms"]) if requests else None,
-                           resets=int(self.scalar(q["resets"]) or 0))
+                           p99_ms=None if p99 is None else 1000.0 * p99,
+                           resets=int(self.scalar(q["resets"]) or 0), latency=tuple(latency))
 
     def shadow_window(self, sel: TrackSelector, primary_version: str, shadow_version: str,
                       interval: float, since: float) -> ShadowWindow:

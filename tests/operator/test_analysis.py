@@ -378,3 +378,66 @@ def test_psi_noise_of_nothing_is_nothing() -> None:
     assert psi_noise([0, 0], [0, 0]) == 0.0
     assert psi_noise([10, 0, 0], [10, 0, 0]) == 0.0  # one bucket in use: no freedom
     assert psi_noise([50, 50], [100, 0]) == pytest.approx(1 / 100 + 1 / 100)
+
+
+# -- p99 within sampling noise -----------------------------------------------------------------
+def measured(latencies_ms: Any) -> TrackWindow:
+    """A track whose interval served these latencies, as the scorer's histogram records them."""
+    from scorefleet.scorer.metrics import LATENCY_BUCKETS
+
+    values = np.asarray(latencies_ms, dtype=float) / 1000.0
+    buckets = (*((le, float(np.sum(values <= le))) for le in LATENCY_BUCKETS),
+               (math.inf, float(len(values))))
+    p99 = histogram_quantile(0.99, buckets)
+    assert p99 is not None
+    return TrackWindow(requests=float(len(values)), errors=0.0, p99_ms=1000.0 * p99,
+                       latency=buckets)
+
+
+def test_a_p99_set_by_a_handful_of_slow_requests_is_not_a_failure() -> None:
+    """450 requests an interval (the e2e test's load): the p99 is set by the 5 slowest.
+    Eight requests the machine delayed to 7 ms on the candidate, three on stable, move the
+    candidate's p99 into the next bucket: 1.22x by point estimate, noise by its bounds."""
+    v = canary(measured([0.8] * 442 + [7.0] * 8),
+               stable=measured([0.8] * 444 + [0.9] * 3 + [6.5] * 3), min_request_count=20)
+    ratio = checks(v)["p99LatencyRatio"]
+    assert ratio.measured is not None and ratio.measured > 1.2
+    assert ratio.result == "Inconclusive" and "within sampling noise" in ratio.message
+    assert v.result == "Inconclusive"
+
+
+def test_a_candidate_slower_at_every_request_still_fails_at_low_traffic() -> None:
+    v = canary(measured([30.8] * 450), stable=measured([0.8] * 444 + [6.5] * 6),
+               min_request_count=20)
+    assert checks(v)["p99LatencyRatio"].result == "Failed" and v.result == "Failed"
+
+
+def test_a_p99_only_regression_fails_once_the_sample_resolves_it() -> None:
+    """2 % of requests at 12 ms against stable's 0.5 % at 6 ms: noise at 450 requests, a
+    regression at 20,000."""
+    def pair(n: int) -> Verdict:
+        cand = [0.8] * (n - n // 50) + [12.0] * (n // 50)
+        stable = [0.8] * (n - n // 200) + [6.0] * (n // 200)
+        return canary(measured(cand), stable=measured(stable), min_request_count=20)
+    assert checks(pair(20000))["p99LatencyRatio"].result == "Failed"
+    assert checks(pair(20000))["p99LatencyMs"].result == "Successful"  # under the 25 ms SLO
+
+
+def test_same_latency_on_both_tracks_rarely_fails_an_interval() -> None:
+    """Both tracks draw from one heavy-tailed distribution (a loaded 2-core machine: 1.5 % of
+    requests delayed 5-9 ms), 450 requests each, 400 seeded intervals. By point estimates
+    about a fifth of the intervals fail a healthy candidate (two in a rollout roll it back);
+    with the noise bounds at most a few percent."""
+    rng = np.random.default_rng(7)
+
+    def interval() -> TrackWindow:
+        base = rng.gamma(4.0, 0.2, 450)
+        slow = rng.random(450) < 0.015
+        return measured(np.where(slow, rng.uniform(5.0, 9.0, 450), base))
+
+    results = [checks(canary(interval(), stable=interval(), min_request_count=20))[
+        "p99LatencyRatio"] for _ in range(400)]
+    by_point = sum(c.measured is not None and c.measured > 1.2 for c in results) / 400
+    failed = sum(c.result == "Failed" for c in results) / 400
+    assert by_point >= 0.15, by_point
+    assert failed <= 0.05, failed
