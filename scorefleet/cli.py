@@ -3,7 +3,10 @@
     scorefleet up [--pipeline FILE] [--streams] [--kwok-nodes N ...]
                                        local cluster (real node when root) + operator +
                                        example pipeline serving, with QPS and p99
-                                       (+ Kafka and Redis on 127.0.0.1: docs/streaming.md)
+                                       (--streams: + Kafka, Redis and the example stream
+                                       pipeline scoring events: docs/streaming.md)
+    scorefleet stream produce|verdicts [--count N --rate R]
+                                       events to the example stream pipeline; its verdicts
     scorefleet down                    stop them and put the host back
     scorefleet load PIPELINE [--rate R --duration S --concurrency C]
                                        bounded load through cluster DNS (real node): RPC/s,
@@ -31,17 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "up":
         from scorefleet import local
 
-        if "--streams" in rest:
-            from scorefleet.dev import streams
-
-            if streams.main(["up"]) != 0:
-                return 1
-            rest = [arg for arg in rest if arg != "--streams"]
         return local.main(rest)
     if command == "down":
         from scorefleet import local
 
         return local.down()
+    if command == "stream":
+        from scorefleet import stream_example
+
+        return stream_example.main(rest)
     if command in ("load", "score"):
         from scorefleet import load
 

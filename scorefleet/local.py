@@ -1,6 +1,6 @@
 """The embedded local default: control plane + real node + operator + a pipeline really serving.
 
-    scorefleet up [--pipeline FILE] [--kwok-nodes N] [--kwok-node-cpu C] [--kwok-node-memory M]
+    scorefleet up [--pipeline FILE] [--streams] [--kwok-nodes N] [--kwok-node-cpu C] ...
     scorefleet down                   # stop the operator, the node and the control plane
 
 With a real node (root on Linux): the example models go into the cluster's model store, the
@@ -8,6 +8,9 @@ With a real node (root on Linux): the example models go into the cluster's model
 annotations), the pipeline's scorer pods run the project's image, a short bounded load goes
 through cluster DNS, and the pipeline is printed with the QPS and p99 Prometheus measured.
 Without one, the pipeline runs on kwok fake nodes (Ready, serving nothing) and `up` says why.
+`--streams` adds Kafka and Redis, started once the node is up so that they listen on its
+address too (dev/streams.py), and the example stream pipeline (stream_example.py): with a real
+node, a bounded batch of events is produced and the verdicts its scorer pods wrote are counted.
 The operator runs as a local process; its pid and log live in the cluster's state directory,
 so `scorefleet down` finds it.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 from scorefleet.api.crd import CRD_PATH
 from scorefleet.dev import cluster, nodeconf, paths
 from scorefleet.dev.bootstrap import KwokNodes
+from scorefleet.dev.streams import StreamsInfo
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.yaml"
 # What the operator measures from for the local default: short, so the demo shows numbers
@@ -154,8 +158,42 @@ def _serve_and_measure(info: cluster.ClusterInfo, name: str, namespace: str,
     return f"load: {result.summary()}"
 
 
+def _start_streams(info: cluster.ClusterInfo) -> StreamsInfo:
+    from scorefleet.dev import streams
+
+    started = time.monotonic()
+    found = streams.up(node_ip=info.node.ip if info.node is not None else None)
+    bootstrap, redis = found.pod_facing
+    print(f"{'kafka, redis':<24} {'':<12} ready in {time.monotonic() - started:.1f}s "
+          f"(for pods: {bootstrap}, {redis}; host: {found.bootstrap}, {found.redis})",
+          file=sys.stderr)
+    return found
+
+
+def _serve_stream(info: cluster.ClusterInfo, found: StreamsInfo, namespace: str,
+                  deadline: float) -> tuple[str, str]:
+    """The example stream pipeline applied; on a real node, events through its pods.
+    Returns (its phase, what happened to the events)."""
+    from scorefleet import stream_example
+
+    def kubectl(*args: str, stdin: str | None = None) -> str:
+        return _kubectl(info, *args, stdin=stdin)
+
+    ex = stream_example.apply_example(kubectl, namespace, *found.pod_facing,
+                                      host_bootstrap=found.bootstrap, host_redis=found.redis)
+    phase = _wait_phase(info, ex.name, namespace, deadline)
+    if phase != "Ready" or info.node is None:
+        return phase, ""
+    count, poison = 1000, 2
+    run = stream_example.produce(found.bootstrap, ex, count, rate=200, poison=poison)
+    out = stream_example.read_outcome(found.bootstrap, ex, expect=count + poison,
+                                      timeout=max(10.0, min(120.0, deadline - time.monotonic())))
+    return phase, (f"stream: {count} events and {poison} poison messages produced "
+                   f"(run {run}):\n" + stream_example.summary(out.of_run(run), None, show=1))
+
+
 def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 900.0,
-       kwok_nodes: KwokNodes | None = None) -> int:
+       kwok_nodes: KwokNodes | None = None, streams: bool = False) -> int:
     started = time.monotonic()
     info = cluster.ensure_up(kwok_nodes=kwok_nodes)
     if info.node is None:
@@ -163,6 +201,7 @@ def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 90
               "nodes: scheduled and Ready, serving nothing", file=sys.stderr)
     else:
         _prepare_real_node(info, namespace)
+    found = _start_streams(info) if streams else None
     _kubectl(info, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
     _wait_established(info)
     pid = start_operator(info)
@@ -182,17 +221,35 @@ def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 90
           _kubectl(info, "get", "scoringpipeline", name, "-n", namespace))
     if served:
         print(served)
+    stream_phase = "Ready"
+    if found is not None:
+        stream_phase, streamed = _serve_stream(info, found, namespace, deadline)
+        print(_kubectl(info, "get", "scoringpipeline", "-n", namespace,
+                       stream_example_name()))
+        if streamed:
+            print(streamed)
     verdict = "Ready" if phase == "Ready" else f"NOT Ready ({phase or 'no status'})"
     scorefleet = Path(sys.executable).parent / "scorefleet"
     score = (f"  {scorefleet} score {name}   # score one event through cluster DNS\n"
              if info.node is not None else "")
+    stream_next = (f"  {scorefleet} stream produce --count 500   # more events\n"
+                   f"  {scorefleet} stream verdicts            # count their verdicts\n"
+                   if found is not None and info.node is not None else "")
+    if stream_phase != "Ready":
+        verdict += f"; {stream_example_name()} NOT Ready ({stream_phase or 'no status'})"
     print(f"{verdict} after "
           f"{time.monotonic() - started:.1f}s. Next:\n"
-          f"{score}"
+          f"{score}{stream_next}"
           f"  eval \"$({sys.executable} -m scorefleet.dev env)\"   # kubectl, local cluster\n"
           f"  kubectl describe scoringpipeline {name}\n"
           f"  {scorefleet} down   # stop operator and cluster")
-    return 0 if phase == "Ready" else 1
+    return 0 if phase == "Ready" and stream_phase == "Ready" else 1
+
+
+def stream_example_name() -> str:
+    from scorefleet import stream_example
+
+    return stream_example.load().name
 
 
 def down() -> int:
@@ -209,6 +266,8 @@ def down() -> int:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="scorefleet up")
     parser.add_argument("--pipeline", type=Path, default=EXAMPLE)
+    parser.add_argument("--streams", action="store_true",
+                        help="also Kafka, Redis and the example stream pipeline")
     parser.add_argument("-n", "--namespace", default="default")
     defaults = KwokNodes()
     parser.add_argument("--kwok-nodes", type=int, default=defaults.count,
@@ -219,4 +278,4 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     nodes = KwokNodes(count=args.kwok_nodes, cpu=args.kwok_node_cpu,
                       memory=args.kwok_node_memory, pods=args.kwok_node_pods)
-    return up(args.pipeline, args.namespace, kwok_nodes=nodes)
+    return up(args.pipeline, args.namespace, kwok_nodes=nodes, streams=args.streams)

@@ -154,6 +154,11 @@ def _stop_processes(lay: Layout) -> None:
 
 
 def _teardown(lay: Layout) -> None:
+    # Kafka and Redis of `scorefleet up --streams` keep their state in the cluster directory
+    # and may listen on the node IP: stopped first, never orphaned by the rmtree below.
+    from scorefleet.dev import streams
+
+    streams.down()
     _stop_processes(lay)
     shutil.rmtree(lay.state_dir, ignore_errors=True)
 

@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -91,25 +92,64 @@ def create_bridge(lay: NodeLayout) -> None:
     _run("ip", "link", "set", lay.bridge, "up")
 
 
-def add_forward_rules(lay: NodeLayout) -> None:
-    """Drop whatever would be routed between the pod bridge and any other interface.
+def input_chain(lay: NodeLayout) -> str:
+    """The chain guarding what listens on the node IP (kubelet, CoreDNS, model store, and the
+    Kafka and Redis of `scorefleet up --streams`)."""
+    return f"{lay.chain}-IN"
 
-    First in FORWARD, so kube-proxy's ACCEPT rules (KUBE-FORWARD) cannot let pod traffic
-    out. Pod-to-pod (bridged, seen by iptables through br_netfilter) and host-to-pod (OUTPUT)
-    traffic is untouched.
+
+def add_forward_rules(lay: NodeLayout) -> None:
+    """Drop whatever would be routed between the pod bridge and any other interface, and
+    whatever reaches the node IP from anywhere but this host and its pods.
+
+    FORWARD: pod-to-pod (bridged, seen by iptables through br_netfilter) and host-to-pod
+    (OUTPUT) traffic is untouched. kube-proxy, started later, puts its own jumps (KUBE-FORWARD
+    ACCEPTs marked and established traffic) before ours: `guards_first` moves ours back.
+    INPUT: the node IP is a local address, and Linux accepts a packet for any local address
+    on any interface (weak host model), so without this a machine on eth0's network could
+    reach the servers bound to the node IP. Only lo (this host) and the bridge (pods) may.
     """
     remove_forward_rules(lay)
     _run("iptables", "-w", "-N", lay.chain)
     _run("iptables", "-w", "-A", lay.chain, "-i", lay.bridge, "!", "-o", lay.bridge, "-j", "DROP")
     _run("iptables", "-w", "-A", lay.chain, "!", "-i", lay.bridge, "-o", lay.bridge, "-j", "DROP")
     _run("iptables", "-w", "-I", "FORWARD", "1", "-j", lay.chain)
+    guard = input_chain(lay)
+    _run("iptables", "-w", "-N", guard)
+    _run("iptables", "-w", "-A", guard, "-i", "lo", "-j", "RETURN")
+    _run("iptables", "-w", "-A", guard, "-i", lay.bridge, "-j", "RETURN")
+    _run("iptables", "-w", "-A", guard, "-j", "DROP")
+    _run("iptables", "-w", "-I", "INPUT", "1", *_input_match(lay), "-j", guard)
+
+
+def _input_match(lay: NodeLayout) -> tuple[str, ...]:
+    return ("-d", f"{lay.node_ip}/32")
+
+
+def guards_first(lay: NodeLayout, timeout: float = 30.0) -> None:
+    """Our FORWARD and INPUT jumps first again, ahead of the ones kube-proxy inserts in its
+    first sync (after that it only checks that its jumps exist, so they stay behind ours)."""
+    deadline = time.monotonic() + timeout
+    while "-j KUBE-FORWARD" not in _run("iptables", "-w", "-S", "FORWARD").stdout:
+        if time.monotonic() > deadline:
+            raise HostError(f"kube-proxy made no FORWARD rules within {timeout:.0f}s")
+        time.sleep(0.2)
+    for chain, match, target in (("FORWARD", (), lay.chain),
+                                 ("INPUT", _input_match(lay), input_chain(lay))):
+        _run("iptables", "-w", "-D", chain, *match, "-j", target)
+        _run("iptables", "-w", "-I", chain, "1", *match, "-j", target)
 
 
 def remove_forward_rules(lay: NodeLayout) -> None:
     while _run("iptables", "-w", "-D", "FORWARD", "-j", lay.chain, check=False).returncode == 0:
         pass
-    _run("iptables", "-w", "-F", lay.chain, check=False)
-    _run("iptables", "-w", "-X", lay.chain, check=False)
+    guard = input_chain(lay)
+    while _run("iptables", "-w", "-D", "INPUT", *_input_match(lay), "-j", guard,
+               check=False).returncode == 0:
+        pass
+    for chain in (lay.chain, guard):
+        _run("iptables", "-w", "-F", chain, check=False)
+        _run("iptables", "-w", "-X", chain, check=False)
 
 
 def remove_kube_chains() -> None:

@@ -12,6 +12,11 @@ A :class:`KafkaBroker` formats a fresh log directory with a new cluster id, runs
 ready when a client gets metadata listing the broker: an open port is not enough (the broker
 listens before the controller has elected itself). Stopping, killing and restarting on the same
 ports and data (the broker-restart fault tests) are :class:`processes.ProcessGroupServer`'s.
+
+Pods on the local cluster's real node cannot reach 127.0.0.1 (it is their own loopback), so
+``KafkaBroker(dir, node_ip=...)`` adds a second listener, ``NODE``, on the node's bridge
+address (a local address of this host, checked: see :mod:`node_address`) and advertises it
+there: a client that bootstraps from either address is told to use that same address.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scorefleet.dev import locks, paths, processes
+from scorefleet.dev import locks, node_address, paths, processes
 
 POM = Path(__file__).resolve().parent / "kafka-pom.xml"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -107,16 +112,25 @@ def new_cluster_id() -> str:
             return text
 
 
-def server_properties(port: int, controller_port: int, log_dir: Path, partitions: int) -> str:
+def server_properties(port: int, controller_port: int, log_dir: Path, partitions: int,
+                      node: str | None = None) -> str:
+    """``node``: ``ip:port`` of the pods' listener, or None for 127.0.0.1 only."""
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    advertised = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if node is not None:
+        listeners += f",NODE://{node}"
+        advertised += f",NODE://{node}"
+        protocols += ",NODE:PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(log_dir),
         "num.partitions": str(partitions),
         # One broker: every internal topic has one replica.
@@ -137,22 +151,29 @@ class KafkaBroker(processes.ProcessGroupServer):
     """One broker process and its files under ``workdir``.
 
     ``with KafkaBroker(tmp) as broker: broker.bootstrap`` starts and stops it.
+    ``node_ip``: also listen (and advertise) on the real node's bridge address, for pods:
+    ``broker.node_bootstrap``; it must be a bridge's address on this host (never an
+    off-machine interface), or NodeAddressError.
     """
 
     ready_timeout = READY_TIMEOUT
 
-    def __init__(self, workdir: Path, *, partitions: int = 6) -> None:
+    def __init__(self, workdir: Path, *, partitions: int = 6, node_ip: str | None = None) -> None:
         self.workdir = workdir
         self.lib = fetch_jars()
         self.java = java_binary()
         super().__init__(workdir / "kafka.log", self.java)
         self.port, self.controller_port = processes.free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.node_bootstrap: str | None = None
+        if node_ip is not None:
+            node_address.check(node_ip)
+            self.node_bootstrap = f"{node_ip}:{node_address.free_port(node_ip)}"
         self.config = workdir / "server.properties"
         self.log_dir = workdir / "data"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(server_properties(self.port, self.controller_port, self.log_dir,
-                                                 partitions))
+                                                 partitions, self.node_bootstrap))
         self._format()
 
     def _classpath(self) -> str:
@@ -177,17 +198,24 @@ class KafkaBroker(processes.ProcessGroupServer):
         from confluent_kafka.admin import AdminClient
 
         # log_level 0: librdkafka's connection-refused chatter while we poll is expected.
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        # Every listener must answer, each advertising itself (a pod is sent where it asked).
+        waiting = [b for b in (self.bootstrap, self.node_bootstrap) if b is not None]
+        admins = {b: AdminClient({"bootstrap.servers": b, "log_level": 0}) for b in waiting}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid is None or not processes.is_running(self.pid):
                 raise KafkaError(f"broker exited ({self.exit_reason()}); log:\n{self.log_tail()}")
-            with contextlib.suppress(Exception):
-                meta = admin.list_topics(timeout=1.0)
-                if 1 in meta.brokers:
-                    return
+            for bootstrap in list(waiting):
+                with contextlib.suppress(Exception):
+                    meta = admins[bootstrap].list_topics(timeout=1.0)
+                    broker = meta.brokers.get(1)
+                    if broker is not None and f"{broker.host}:{broker.port}" == bootstrap:
+                        waiting.remove(bootstrap)
+            if not waiting:
+                return
             time.sleep(0.1)
-        raise KafkaError(f"broker not ready within {timeout:.0f}s; log:\n{self.log_tail()}")
+        raise KafkaError(f"broker not ready on {', '.join(waiting)} within {timeout:.0f}s; "
+                         f"log:\n{self.log_tail()}")
 
 
 # Broker logs to the console (our log file), WARN and up, plus the line that says it started.

@@ -277,6 +277,7 @@ def up(cluster_dir: Path, *, server: str, files: pki.PkiFiles, logs: Path,
     record("kube-proxy", pid, proxy, argv)
     _wait_http("kube-proxy", f"http://127.0.0.1:{ports[2]}/livez", pid, str(proxy),
                logs / "kube-proxy.log", 60)
+    hostnet.guards_first(lay)
 
     # CoreDNS
     kubectl("apply", "-f", "-", stdin=nodeconf.coredns_rbac())
