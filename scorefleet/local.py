@@ -173,7 +173,8 @@ def _start_streams(info: cluster.ClusterInfo) -> StreamsInfo:
 def _serve_stream(info: cluster.ClusterInfo, found: StreamsInfo, namespace: str,
                   deadline: float) -> tuple[str, str]:
     """The example stream pipeline applied; on a real node, events through its pods.
-    Returns (its phase, what happened to the events)."""
+    Returns (its phase, what happened to the events); the phase is "Incomplete" when not every
+    event got its verdict (or dead letter) in time."""
     from scorefleet import stream_example
 
     def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -188,8 +189,11 @@ def _serve_stream(info: cluster.ClusterInfo, found: StreamsInfo, namespace: str,
     run = stream_example.produce(found.bootstrap, ex, count, rate=200, poison=poison)
     out = stream_example.read_outcome(found.bootstrap, ex, expect=count + poison,
                                       timeout=max(10.0, min(120.0, deadline - time.monotonic())))
-    return phase, (f"stream: {count} events and {poison} poison messages produced "
-                   f"(run {run}):\n" + stream_example.summary(out.of_run(run), None, show=1))
+    mine = out.of_run(run)
+    complete = len(mine.verdicts) == count and len(mine.dead) == poison
+    return ("Ready" if complete else "Incomplete",
+            f"stream: {count} events and {poison} poison messages produced (run {run}):\n"
+            + stream_example.summary(mine, None, show=1))
 
 
 def up(pipeline: Path = EXAMPLE, namespace: str = "default", timeout: float = 900.0,

@@ -1,12 +1,15 @@
 """The README's main command on a machine that can run a real node: `scorefleet up` serves the
 example pipeline from real pods, prints the QPS and p99 Prometheus measured and the command
-that scores an event (which works), and `scorefleet down` leaves nothing on the host.
+that scores an event (which works), and `scorefleet down` leaves nothing on the host. With
+`--streams` (one `up` for both): Kafka and Redis listen on the node IP too, the example stream
+pipeline's pods give every produced event a verdict, and nothing stays listening after `down`.
 
 The machine has one real node (docs/local-cluster.md): the session's is stopped for the
 length of this test and started again afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from scorefleet.dev import cluster, node
+from scorefleet.dev import cluster, node, processes
 from scorefleet.dev.nodeconf import NodeLayout
 from tests.conftest import session_images
 from tests.dev.test_node_teardown import leftovers
@@ -56,7 +59,7 @@ def test_up_serves_the_example_from_real_pods_and_down_leaves_nothing(
     env = {**os.environ, "SCOREFLEET_CLUSTER_DIR": str(state), "SCOREFLEET_REAL_NODE": "require"}
     env.pop("KUBECONFIG", None)
     try:
-        up = scorefleet(env, "up", timeout=840)
+        up = scorefleet(env, "up", "--streams", timeout=840)
         out = up.stdout
         if up.returncode != 0 and HELD in up.stderr and node.mode() is not node.Mode.REQUIRE:
             # Another cluster took the machine's one real node when the session let it go.
@@ -75,8 +78,21 @@ def test_up_serves_the_example_from_real_pods_and_down_leaves_nothing(
                                check=False)
         assert score.returncode == 0, score.stdout + score.stderr
         assert "score:" in score.stdout
+        streams = json.loads((state / "streams" / "streams.json").read_text())
+        node_ip = NodeLayout(state).node_ip
+        assert streams["pod_bootstrap"].startswith(f"{node_ip}:"), streams
+        assert streams["pod_redis"].startswith(f"{node_ip}:"), streams
+        # 1000 events and 2 poison messages: each event one verdict, from the pods.
+        assert "1000 events with a verdict (0 duplicates), 2 dead letters" in out, out
+        assert "stream verdicts" in out, out
     finally:
         down = scorefleet(env, "down", timeout=180)
     assert down.returncode == 0, down.stderr
     assert not state.exists()
     assert leftovers(NodeLayout(state)) == []
+    for pid in (streams["kafka_pid"], streams["redis_pid"]):
+        assert not processes.is_running(pid)
+    ports = {int(a.rsplit(":", 1)[1]) for a in (streams["bootstrap"], streams["redis"],
+                                                 streams["pod_bootstrap"], streams["pod_redis"])}
+    assert not [p for p in ports if processes.port_open(p)]
+    assert not [p for p in ports if processes.port_open(p, node_ip)]
