@@ -98,9 +98,39 @@ def create_topics(bootstrap: str, ex: Example, partitions: int = PARTITIONS,
         if all(t in meta.topics and meta.topics[t].partitions
                and all(p.leader >= 0 for p in meta.topics[t].partitions.values())
                for t in names):
+            load_group_coordinator(bootstrap, ex.topic, deadline - time.monotonic())
             return
         time.sleep(0.1)
     raise RuntimeError(f"topics {names}: partition leaders not elected within {timeout:.0f}s")
+
+
+def load_group_coordinator(bootstrap: str, topic: str, timeout: float) -> None:
+    """Returns once the broker's group coordinator answers offset fetches.
+
+    On a fresh broker the first group request creates ``__consumer_offsets`` and the
+    coordinator loads it; until then offset fetches fail with NOT_COORDINATOR or
+    COORDINATOR_LOAD_IN_PROGRESS. librdkafka 2.16's AdminClient (the operator's lag reading)
+    segfaults on that answer: it hands the retry to a consumer group it does not have (seen
+    here: the operator of `up --streams` died in librdkafka at its first lag reading; the same
+    crash is confluent-kafka-javascript#374). A consumer retries those errors properly, so one
+    asks first, for a group of its own, until it gets an answer.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "scorefleet.dev.warm-up",
+                         "enable.auto.commit": False, "log_level": 0})
+    deadline = time.monotonic() + max(timeout, 10.0)
+    try:
+        while True:
+            try:
+                consumer.committed([TopicPartition(topic, 0)], timeout=5)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def sender_rows(senders: int = SENDERS) -> Any:
