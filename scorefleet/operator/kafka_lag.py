@@ -22,9 +22,30 @@ class LagUnavailable(Exception):
     """The broker could not be asked (down, unknown topic): the scaler must hold, not guess."""
 
 
+def _committed(bootstrap: list[str], group: str, tps: list[Any], timeout: float,
+               extra: dict[str, Any] | None) -> list[Any]:
+    """The group's committed offsets, asked by a consumer that never joins the group.
+
+    Not AdminClient.list_consumer_group_offsets: librdkafka 2.16's admin client segfaults when
+    the broker answers that request with NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS (a
+    fresh broker's group coordinator is still loading): it hands the retry to a consumer group
+    the admin client does not have. Reproduced here on fresh brokers (1 segfault and 2 such
+    answers in 6 runs; the operator of `scorefleet up --streams` died of it silently); a
+    consumer retries those answers through its own group coordinator.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": ",".join(bootstrap), "group.id": group,
+                         "enable.auto.commit": False, "log_level": 0, **(extra or {})})
+    try:
+        return list(consumer.committed(tps, timeout=timeout))
+    finally:
+        consumer.close()
+
+
 def read_offsets(bootstrap: list[str], group: str, topic: str, timeout: float = 5.0,
                  extra: dict[str, Any] | None = None) -> list[PartitionOffsets]:
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.admin._listoffsets import OffsetSpec
 
@@ -35,13 +56,12 @@ def read_offsets(bootstrap: list[str], group: str, topic: str, timeout: float = 
         if info is None or info.error is not None:
             raise LagUnavailable(f"topic {topic}: {info.error if info else 'not found'}")
         tps = [TopicPartition(topic, p) for p in sorted(info.partitions)]
-        committed = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, tps)])[group].result(timeout)
+        committed = _committed(bootstrap, group, tps, timeout, extra)
         earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         begins = admin.list_offsets({tp: earliest for tp in tps}, request_timeout=timeout)
         ends = admin.list_offsets({tp: latest for tp in tps}, request_timeout=timeout)
-        by_partition = {tp.partition: tp.offset for tp in committed.topic_partitions}
+        by_partition = {tp.partition: tp.offset for tp in committed}
         return [PartitionOffsets(
             tp.partition, begins[tp].result(timeout).offset, ends[tp].result(timeout).offset,
             by_partition.get(tp.partition) if by_partition.get(tp.partition, -1) >= 0 else None)
