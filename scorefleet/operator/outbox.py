@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from scorefleet.api.status import PendingEvent
 from scorefleet.operator.decide.conditions import Transition
 from scorefleet.operator.kube import Kube, KubeError
@@ -37,9 +39,15 @@ MESSAGE_LIMIT = 1024  # what an Event keeps of a message
 
 
 def left_over(body: dict[str, Any]) -> list[PendingEvent]:
-    """Entries a previous pass recorded and did not clear (it died, or the API server failed)."""
-    raw = (body.get("status") or {}).get("pendingEvents") or []
-    return [PendingEvent.model_validate(item) for item in raw]
+    """Entries a previous pass recorded and did not clear (it died, or the API server failed).
+    One that does not parse (written by hand) is skipped: it must not stop every reconcile."""
+    out = []
+    for item in (body.get("status") or {}).get("pendingEvents") or []:
+        try:
+            out.append(PendingEvent.model_validate(item))
+        except ValidationError:
+            continue
+    return out
 
 
 def record(body: dict[str, Any], transitions: Sequence[Transition], at: datetime,

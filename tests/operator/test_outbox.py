@@ -42,3 +42,9 @@ def test_leftovers_round_trip_through_status_and_come_first() -> None:
 def test_messages_are_cut_to_what_an_event_keeps() -> None:
     long = Transition("Normal", "AnalysisSkipped", "x" * 5000)
     assert len(outbox.record(BODY, [long], T0)[0].message) == outbox.MESSAGE_LIMIT
+
+
+def test_an_entry_that_does_not_parse_is_skipped_not_fatal() -> None:
+    good = outbox.record(BODY, [STEP], T0)[0].wire()
+    body = {**BODY, "status": {"pendingEvents": [{"name": "phish.x"}, good]}}
+    assert [e.name for e in outbox.left_over(body)] == [good["name"]]
