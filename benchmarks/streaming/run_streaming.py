@@ -16,7 +16,14 @@ Starts a real broker (KRaft, scorefleet.dev.kafka) and Redis (scorefleet.dev.red
 4. end-to-end at a rate: paced events (steady, a 2x burst, steady) with per-event latency
    (verdict CreateTime - event CreateTime) and KEDA-style consumer lag sampled over time;
 5. (unless --compare-in-flight 0) 3 and 4 again with maxBatchesInFlight 1 (each batch waits
-   for its acknowledgements before the next fetch: the loop before pipelining), same rate.
+   for its acknowledgements before the next fetch: the loop before pipelining), same rate;
+6. (with --compare-src DIR) 3 and 4 again with the scorer of another source tree (e.g. an
+   earlier commit: `git worktree add /tmp/before <commit>`), same broker, Redis, events and
+   rate; the drains of both trees alternate (this tree, that tree, this, that), so a change in
+   the machine's load hits both alike.
+
+The drain phase also reports the scorer workers' CPU per event (their own CPU time over the
+drain, divided by the events): on a shared machine the steadiest figure of the scorer's cost.
 
 Each end-to-end phase starts producing once both workers hold their partitions (a stable
 group) and 500 warm-up events have their verdicts (the scorer's producer id, the verdict
@@ -117,7 +124,7 @@ def broker_ceiling(bootstrap: str, values: list[bytes]) -> dict[str, Any]:
 class Scorer:
     """A scorer process (python -m scorefleet.scorer) with a config file; always stopped."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], src: Path | None = None) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         cfg = {"pipeline": "bench", "workers": WORKERS, "drainDelaySeconds": 0,
@@ -127,9 +134,18 @@ class Scorer:
         path.write_text(yaml.safe_dump(cfg))
         self.log_file = (workdir / "scorer.log").open("wb")
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        if src is not None:  # another tree's scorer: first on the path, and the cwd (-m)
+            env["PYTHONPATH"] = str(src)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scorefleet.scorer", "--config", str(path), "--host",
-             "127.0.0.1"], stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
+             "127.0.0.1"], stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
+            cwd=src)
+
+    def workers_cpu(self) -> float:
+        """CPU seconds (user + system) of the worker processes so far."""
+        kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                              text=True, check=False).stdout.split()
+        return sum(_process_cpu(int(pid)) for pid in kids)
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         import grpc
@@ -190,28 +206,39 @@ def producer_process(bootstrap: str, topic: str, events_file: Path,
 
 
 def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_file: Path,
-              n: int, workdir: Path, in_flight: int | None = None) -> dict[str, Any]:
+              n: int, workdir: Path, in_flight: int | None = None, src: Path | None = None,
+              name: str | None = None, broker_pid: int | None = None) -> dict[str, Any]:
     """A backlog produced as fast as possible while the scorer consumes: its drain rate."""
-    topic = "drain" if in_flight is None else f"drain-if{in_flight}"
+    topic = name or ("drain" if in_flight is None else f"drain-if{in_flight}")
     create_topics(bootstrap, [topic, f"{topic}-verdicts", f"{topic}-dead"])
     scorer = Scorer(workdir / topic, {"model": model, **stream_config(
-        bootstrap, redis_address, topic, in_flight)})
-    reader = VerdictReader(bootstrap, f"{topic}-verdicts", "drain-reader")
+        bootstrap, redis_address, topic, in_flight)}, src)
+    reader = VerdictReader(bootstrap, f"{topic}-verdicts", f"{topic}-reader")
     try:
         scorer.wait_serving()
         joined = wait_group_assigned(bootstrap, f"{topic}-scorers", WORKERS, PARTITIONS)
         warm = warm_up(bootstrap, topic, reader)
-        cpu0 = _cpu()
+        cpu0, workers0, load0 = _cpu(), scorer.workers_cpu(), os.getloadavg()[0]
+        broker0 = _process_cpu(broker_pid)
         feed = producer_process(bootstrap, topic, events_file, [(300.0, 0.0)],
-                                workdir / "drain-produce.json")
+                                workdir / f"{topic}-produce.json")
         stats = reader.read(300, want=n)
         feed.wait(60)
-        busy = _cpu() - cpu0
+        busy, workers = _cpu() - cpu0, scorer.workers_cpu() - workers0
+        broker = _process_cpu(broker_pid) - broker0
         span = stats.last - stats.first
         return {"events": n, "verdicts": stats.count,
                 "events_per_s": stats.count / span if span > 0 else None,
-                "seconds": span, "machine_cpu_s": busy, "group_ready_s": round(joined, 2),
-                "warm_up_s": round(warm, 2),
+                "seconds": span, "machine_cpu_s": busy,
+                "workers_cpu_s": round(workers, 2),
+                "workers_cpu_us_per_event": round(workers / stats.count * 1e6, 2)
+                if stats.count else None,
+                # The broker serves the producer, the scorer (fetch, verdicts, commits) and the
+                # verdict reader: the other large share of this pipeline's CPU.
+                "broker_cpu_us_per_event": round(broker / stats.count * 1e6, 2)
+                if stats.count and broker_pid else None,
+                "loadavg_1m": [load0, os.getloadavg()[0]],
+                "group_ready_s": round(joined, 2), "warm_up_s": round(warm, 2),
                 "dead_lettered": scorer.metric("scorefleet_stream_dead_lettered_events_total")}
     finally:
         reader.close()
@@ -220,16 +247,17 @@ def e2e_drain(bootstrap: str, redis_address: str, model: dict[str, Any], events_
 
 def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_file: Path,
               n_events: int, rate: float, workdir: Path, quick: bool,
-              in_flight: int | None = None) -> dict[str, Any]:
+              in_flight: int | None = None, src: Path | None = None,
+              name: str | None = None) -> dict[str, Any]:
     """Steady rate, a 2x burst, steady again: latency per event and lag over time."""
     from confluent_kafka.admin import AdminClient
 
-    topic = "paced" if in_flight is None else f"paced-if{in_flight}"
+    topic = name or ("paced" if in_flight is None else f"paced-if{in_flight}")
     create_topics(bootstrap, [topic, f"{topic}-verdicts", f"{topic}-dead"])
     steady, burst = (8.0, 4.0) if quick else (15.0, 5.0)
     schedule = [(steady, rate), (burst, 2 * rate), (steady, rate)]
     scorer = Scorer(workdir / topic, {"model": model, **stream_config(
-        bootstrap, redis_address, topic, in_flight)})
+        bootstrap, redis_address, topic, in_flight)}, src)
     reader = VerdictReader(bootstrap, f"{topic}-verdicts", "paced-reader")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     lag: list[tuple[float, int]] = []
@@ -296,6 +324,17 @@ def e2e_paced(bootstrap: str, redis_address: str, model: dict[str, Any], events_
         scorer.stop()
 
 
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of one process so far; 0 if it is gone or unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
@@ -312,7 +351,12 @@ def main() -> int:
                         help="also run both end-to-end phases with maxBatchesInFlight N, in the "
                              "same run, at the same paced rate (default 1: no pipelining, the "
                              "'before'); 0 skips")
+    parser.add_argument("--compare-src", type=Path, default=None, metavar="DIR",
+                        help="also run both end-to-end phases with the scorer of this source "
+                             "tree (e.g. a worktree of an earlier commit), drains alternating "
+                             "with this tree's")
     args = parser.parse_args()
+    other = args.compare_src.resolve() if args.compare_src else None
     started = time.monotonic()
     n_ceiling, n_drain = (100_000, 200_000) if args.quick else (300_000, 500_000)
     load_before = os.getloadavg()
@@ -338,12 +382,23 @@ def main() -> int:
             log("gRPC batched")
             grpc_result = measure_grpc_batched(model, work / "grpc", 8.0 if args.quick else 15.0)
             log(f"  {grpc_result}")
-            log("end to end: drain")
-            drain = e2e_drain(broker.bootstrap, redis_server.address, model, events_file,
-                              n_drain, work)
-            log(f"  {drain}")
-            rate = args.rate or min(50_000.0, round(PACED_SHARE * (drain["events_per_s"] or 1000),
-                                                    -2))
+            drains: list[dict[str, Any]] = []
+            other_drains: list[dict[str, Any]] = []
+            for i in range(2 if other else 1):
+                log(f"end to end: drain{f' {i + 1} of 2' if other else ''}")
+                drains.append(e2e_drain(broker.bootstrap, redis_server.address, model,
+                                        events_file, n_drain, work, name=f"drain{i or ''}",
+                                        broker_pid=broker.pid))
+                log(f"  {drains[-1]}")
+                if other:
+                    log(f"end to end: drain {i + 1} of 2 with the scorer of {other}")
+                    other_drains.append(e2e_drain(
+                        broker.bootstrap, redis_server.address, model, events_file, n_drain,
+                        work, src=other, name=f"drain-src{i}", broker_pid=broker.pid))
+                    log(f"  {other_drains[-1]}")
+            drain = drains[0]
+            drain_rate = _mean([d["events_per_s"] for d in drains])
+            rate = args.rate or min(50_000.0, round(PACED_SHARE * (drain_rate or 1000), -2))
             log(f"end to end: paced at {rate:.0f}/s with a 2x burst")
             paced = e2e_paced(broker.bootstrap, redis_server.address, model, events_file,
                               n_drain, rate, work, args.quick)
@@ -366,14 +421,36 @@ def main() -> int:
                             "p99_ms_default_vs_this": [
                                 paced["latency_ms_steady"]["p99"],
                                 c_paced["latency_ms_steady"]["p99"]]}
-    e2e = drain["events_per_s"]
+            compared_src: dict[str, Any] = {}
+            if other:
+                log(f"end to end with the scorer of {other}: paced at {rate:.0f}/s")
+                o_paced = e2e_paced(broker.bootstrap, redis_server.address, model,
+                                    events_file, n_drain, rate, work, args.quick, src=other,
+                                    name="paced-src")
+                log(f"  latency steady {o_paced['latency_ms_steady']}")
+                other_rate = _mean([d["events_per_s"] for d in other_drains])
+                compared_src = {
+                    "src": str(other), "revision": _revision(other),
+                    "e2e_drains": other_drains, "e2e_paced": o_paced,
+                    "drain_events_per_s_this_tree_vs_that": [drain_rate, other_rate],
+                    "drain_ratio_this_tree_over_that": _ratio(drain_rate, other_rate),
+                    "workers_cpu_us_per_event_this_tree_vs_that": [
+                        _mean([d["workers_cpu_us_per_event"] for d in drains]),
+                        _mean([d["workers_cpu_us_per_event"] for d in other_drains])],
+                    "p99_ms_this_tree_vs_that": [paced["latency_ms_steady"]["p99"],
+                                                 o_paced["latency_ms_steady"]["p99"]]}
+    e2e = drain_rate
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg(),
                     "note": "shared 2-core machine, other engineers' builds and tests running"},
-        "command": ".venv/bin/python benchmarks/streaming/run_streaming.py"
-                   + (" --quick" if args.quick else ""),
+        "command": "nice .venv/bin/python benchmarks/streaming/run_streaming.py"
+                   + (" --quick" if args.quick else "")
+                   + (f" --compare-in-flight {args.compare_in_flight}"
+                      if args.compare_in_flight != 1 else "")
+                   + (f" --compare-src {args.compare_src}" if args.compare_src else ""),
+        "revision": _revision(HERE.parent.parent),
         "e2e_events_per_s": e2e,
         "e2e_p99_ms": paced["latency_ms_steady"]["p99"],
         "e2e_p50_ms": paced["latency_ms_steady"]["p50"],
@@ -395,8 +472,10 @@ def main() -> int:
         "broker_ceiling": ceiling,
         "grpc_batched": grpc_result,
         "e2e_drain": drain,
+        "e2e_drain_repeats": drains,
         "e2e_paced": paced,
         "compared_in_flight": compared,
+        "compared_src": compared_src,
         "max_batches_in_flight_default":
             KafkaStreamConfig.model_fields["max_batches_in_flight"].default,
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -410,6 +489,22 @@ def main() -> int:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
+
+
+def _mean(values: list[Any]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _revision(tree: Path) -> str | None:
+    """The commit a source tree is at (with "+dirty" when it has uncommitted changes)."""
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--", "scorefleet"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 if __name__ == "__main__":
