@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slo-ms", type=float, default=50.0)
     ap.add_argument("--cpu-limit", default="100m")
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--calibration-step", type=float, default=50.0,
+                    help="RPC/s added per calibration step")
+    ap.add_argument("--calibrate-only", action="store_true",
+                    help="only one pod's curve and what Prometheus saw of it "
+                         "(real_loop_calibration.json)")
     args = ap.parse_args(argv)
     os.environ.setdefault(devnode.MODE_ENV, "require")
     was_up = any(c.healthy for c in cluster.status())
@@ -98,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with real_run.operator(setup, work / "operator.log"):
-            cal = real_run.calibrate(setup)
+            cal = real_run.calibrate(setup, step=args.calibration_step)
             doc["calibration"] = {"steps": cal.steps, "saturation_qps": cal.saturation_qps,
                                   "idle_p99_ms": cal.idle_p99_ms}
             print(f"calibration: {json.dumps(doc['calibration'])}", flush=True)
+            if args.calibrate_only:
+                return 0
             res = real_run.run(setup)
         spec = ScalingSpec.model_validate({"minReplicas": 1, "maxReplicas": 4, "scaleDown": {
             "stabilizationWindow": setup.scale_down_window}})
@@ -121,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         doc["loadavg_after"] = os.getloadavg()
         kubectl("delete", "namespace", ns, "--wait=false")
-        (args.out / "real_loop.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        out = "real_loop_calibration.json" if args.calibrate_only else "real_loop.json"
+        (args.out / out).write_text(json.dumps(doc, indent=1, default=str) + "\n")
         if not was_up:
             cluster.stop()
     print(json.dumps({k: doc.get(k) for k in ("run", "comparison")}, indent=1, default=str))

@@ -260,9 +260,45 @@ class Calibration:
     steps: list[dict[str, float]]
 
 
+def pod_signals(s: Setup, name: str, seconds: float) -> dict[str, float | None]:
+    """What Prometheus saw of the pipeline's pods over the last `seconds`: the server's own
+    p99, CPU used against the limit, the share of CFS periods throttled and the throttled
+    time per second (the scorer's cgroup series, scorefleet/scorer/cgroup_cpu.py)."""
+    sel = f'{{namespace="{s.namespace}",pipeline="{name}"}}'
+    w = f"[{seconds:g}s]"
+    qs = {
+        "server_p99_ms": "1000 * histogram_quantile(0.99, sum by (le) (rate("
+                         f"scorefleet_request_duration_seconds_bucket{sel}{w})))",
+        "server_qps": f"sum(rate(scorefleet_requests_total{sel}{w}))",
+        "cpu_utilization": f"avg(rate(scorefleet_cpu_usage_seconds_total{sel}{w}) "
+                           f"/ scorefleet_cpu_limit_cores{sel})",
+        "throttled_fraction": f"sum(rate(scorefleet_cpu_cfs_throttled_periods_total{sel}{w})) "
+                              f"/ sum(rate(scorefleet_cpu_cfs_periods_total{sel}{w}))",
+        "throttled_s_per_s": f"sum(rate(scorefleet_cpu_cfs_throttled_seconds_total{sel}{w}))",
+    }
+    return {k: _prom_scalar(s, q) for k, q in qs.items()}
+
+
+def _prom_scalar(s: Setup, query: str) -> float | None:
+    import math
+    import urllib.parse
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{s.prometheus_url}/api/v1/query?"
+                                    + urllib.parse.urlencode({"query": query}),
+                                    timeout=5) as resp:
+            rows = json.loads(resp.read())["data"]["result"]
+    except OSError:
+        return None
+    value = float(rows[0]["value"][1]) if rows else math.nan
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def calibrate(s: Setup, step: float = 50.0, seconds: float = 10.0) -> Calibration:
     """One pod, open-loop steps of `step` more RPC/s each, until it misses the SLO twice over
-    or stops keeping up with the offered rate."""
+    or stops keeping up with the offered rate. Each step also records what Prometheus saw
+    of the pod over that step (`pod_signals`): what the autoscaler could have known."""
     name = "calib"
     s.kubectl("apply", "-n", s.namespace, "-f", "-", stdin=pipeline_yaml(s, name, 1, 1))
     wait("one calibration pod ready", lambda: ready_pods(s, name) == 1, 240)
@@ -274,8 +310,12 @@ def calibrate(s: Setup, step: float = 50.0, seconds: float = 10.0) -> Calibratio
         r = load.run(target, rate=rate, duration=seconds, concurrency=s.concurrency)
         c = Chunk.of(0.0, rate, r)
         served = c.ok / r.seconds
+        time.sleep(2.5)  # one more scrape, so the window covers the step's end
+        signals = pod_signals(s, name, seconds)
         steps.append({"offered": rate, "served": round(served, 1), "p99_ms": c.p99_ms,
-                      "failed": r.failed})
+                      "failed": r.failed, **{k: v for k, v in signals.items()
+                                             if v is not None}})
+        print(f"calibration step: {steps[-1]}", flush=True)
         if c.p99_ms > 2 * s.slo_ms or served < 0.9 * rate:
             break
         rate += step

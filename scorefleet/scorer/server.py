@@ -173,11 +173,14 @@ def serve(config_path: str | os.PathLike[str], host: str | None = None,
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     from prometheus_client import start_http_server
 
+    from scorefleet.scorer.cgroup_cpu import CgroupCpuCollector
     from scorefleet.scorer.metrics import aggregated_registry
 
+    registry = aggregated_registry()
+    registry.register(CgroupCpuCollector(config.pipeline, config.track))
     try:
         http_server, _thread = start_http_server(config.metrics_port, addr=bind,
-                                                 registry=aggregated_registry())
+                                                 registry=registry)
     except OSError as exc:
         log.error("cannot serve metrics on %s:%d: %s", bind, config.metrics_port, exc)
         return 1
