@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--calibration-step", type=float, default=50.0,
                     help="RPC/s added per calibration step")
+    ap.add_argument("--calibration-seconds", type=float, default=10.0,
+                    help="seconds per calibration step")
     ap.add_argument("--calibrate-only", action="store_true",
                     help="only one pod's curve and what Prometheus saw of it "
                          "(real_loop_calibration.json)")
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with real_run.operator(setup, work / "operator.log"):
-            cal = real_run.calibrate(setup, step=args.calibration_step)
+            cal = real_run.calibrate(setup, step=args.calibration_step,
+                                    seconds=args.calibration_seconds)
             doc["calibration"] = {"steps": cal.steps, "saturation_qps": cal.saturation_qps,
                                   "idle_p99_ms": cal.idle_p99_ms}
             print(f"calibration: {json.dumps(doc['calibration'])}", flush=True)

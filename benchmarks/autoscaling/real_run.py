@@ -260,8 +260,10 @@ class Calibration:
     steps: list[dict[str, float]]
 
 
-def pod_signals(s: Setup, name: str, seconds: float) -> dict[str, float | None]:
-    """What Prometheus saw of the pipeline's pods over the last `seconds`: the server's own
+def pod_signals(s: Setup, name: str, seconds: float,
+                at: float | None = None) -> dict[str, float | None]:
+    """What Prometheus saw of the pipeline's pods over the `seconds` before `at` (epoch
+    seconds; default now): the server's own
     p99, CPU used against the limit, the share of CFS periods throttled and the throttled
     time per second (the scorer's cgroup series, scorefleet/scorer/cgroup_cpu.py)."""
     sel = f'{{namespace="{s.namespace}",pipeline="{name}"}}'
@@ -276,18 +278,18 @@ def pod_signals(s: Setup, name: str, seconds: float) -> dict[str, float | None]:
                               f"/ sum(rate(scorefleet_cpu_cfs_periods_total{sel}{w}))",
         "throttled_s_per_s": f"sum(rate(scorefleet_cpu_cfs_throttled_seconds_total{sel}{w}))",
     }
-    return {k: _prom_scalar(s, q) for k, q in qs.items()}
+    return {k: _prom_scalar(s, q, at) for k, q in qs.items()}
 
 
-def _prom_scalar(s: Setup, query: str) -> float | None:
+def _prom_scalar(s: Setup, query: str, at: float | None = None) -> float | None:
     import math
     import urllib.parse
     import urllib.request
 
     try:
+        params = {"query": query, **({"time": f"{at:.3f}"} if at is not None else {})}
         with urllib.request.urlopen(f"{s.prometheus_url}/api/v1/query?"
-                                    + urllib.parse.urlencode({"query": query}),
-                                    timeout=5) as resp:
+                                    + urllib.parse.urlencode(params), timeout=5) as resp:
             rows = json.loads(resp.read())["data"]["result"]
     except OSError:
         return None
@@ -295,7 +297,8 @@ def _prom_scalar(s: Setup, query: str) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
 
-def calibrate(s: Setup, step: float = 50.0, seconds: float = 10.0) -> Calibration:
+def calibrate(s: Setup, step: float = 50.0, seconds: float = 10.0,
+              start: float | None = None) -> Calibration:
     """One pod, open-loop steps of `step` more RPC/s each, until it misses the SLO twice over
     or stops keeping up with the offered rate. Each step also records what Prometheus saw
     of the pod over that step (`pod_signals`): what the autoscaler could have known."""
@@ -305,13 +308,15 @@ def calibrate(s: Setup, step: float = 50.0, seconds: float = 10.0) -> Calibratio
     target = load.headless_target(name, s.namespace, s.dns)
     load.run(target, rate=20, duration=3, concurrency=2)  # warm-up, not recorded
     steps: list[dict[str, float]] = []
-    rate = step
+    rate = start or step
     while rate <= s.max_rate:
         r = load.run(target, rate=rate, duration=seconds, concurrency=s.concurrency)
+        ended = time.time()
         c = Chunk.of(0.0, rate, r)
         served = c.ok / r.seconds
-        time.sleep(2.5)  # one more scrape, so the window covers the step's end
-        signals = pod_signals(s, name, seconds)
+        time.sleep(2.5)  # one more scrape after the step's end
+        # The step's own window, from a scrape after its start to one after its end.
+        signals = pod_signals(s, name, seconds - 2, at=ended + 1)
         steps.append({"offered": rate, "served": round(served, 1), "p99_ms": c.p99_ms,
                       "failed": r.failed, **{k: v for k, v in signals.items()
                                              if v is not None}})
@@ -344,6 +349,8 @@ class RunResult:
     scaled_down_at: float | None = None
     pods_that_served: int = 0
     pods_at_peak: int = 0
+    worst_p99_before_up: float = 0.0  # client p99 of the worst chunk before the scale-up
+    fewest_under_load: int = 0  # fewest replicas between the scale-up and the load's end
 
 
 def _status_scaling(s: Setup, name: str) -> dict[str, Any]:
@@ -367,8 +374,11 @@ def _chunk_since(timeline: Timeline, since: float) -> Callable[[], Chunk | None]
     return lambda: next((c for c in timeline.chunks if c.start >= since), None)
 
 
-def run(s: Setup, ramp_step: float = 25.0, hold_s: float = 150.0, outage_s: float = 75.0,
-        scale_down_timeout: float = 180.0) -> RunResult:
+def run(s: Setup, ramp_step: float = 25.0, hold_s: float = 180.0, outage_s: float = 75.0,
+        scale_down_timeout: float = 150.0, after_up_s: float = 75.0) -> RunResult:
+    """The run; the hold lasts until the SLO is back and `after_up_s` have passed since the
+    scale-up (longer than the rate and scale-down windows together, so a model that would
+    scale back down under the same load does so in the hold), at most `hold_s`."""
     name = "loop"
     timeline = Timeline()
     res = RunResult(timeline)
@@ -398,14 +408,24 @@ def run(s: Setup, ramp_step: float = 25.0, hold_s: float = 150.0, outage_s: floa
         hold_end = timeline.now() + hold_s
         while timeline.now() < hold_end:
             time.sleep(1)
-            sample = watcher.last()
-            if sample is not None and sample.replicas > 1 and res.scaled_up_at is None:
-                res.scaled_up_at = sample.t
+            if res.scaled_up_at is None:  # (it may have scaled up during the ramp)
+                res.scaled_up_at = next((x.t for x in list(timeline.samples) if x.replicas > 1),
+                                        None)
             good = [c for c in timeline.chunks if res.scaled_up_at is not None
                     and c.start > res.scaled_up_at]
             if res.p99_back_at is None and len(good) >= 2 and all(
                     c.p99_ms <= s.slo_ms for c in good[-2:]):
                 res.p99_back_at = good[-2].start
+            if (res.p99_back_at is not None and res.scaled_up_at is not None
+                    and timeline.now() >= res.scaled_up_at + after_up_s):
+                break
+        up = res.scaled_up_at
+        res.worst_p99_before_up = max(
+            (c.p99_ms for c in timeline.chunks if up is None or c.start + CHUNK_S <= up),
+            default=0.0)
+        res.fewest_under_load = min(
+            (x.replicas for x in timeline.samples if up is not None and x.t >= up),
+            default=0)
         res.peak_replicas = max(x.replicas for x in timeline.samples)
         res.pods_at_peak = watcher.last().ready if watcher.last() else 0  # type: ignore[union-attr]
         res.pods_that_served = sum(1 for v in _served_by_pod(s, name, "30s").values() if v > 0)

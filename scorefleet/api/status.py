@@ -97,6 +97,10 @@ class CapacityStatus(CamelModel):
     samples: int = Field(default=0, ge=0, description="Steady measurements learned from.")
     source: Literal["prior", "hint", "learned"] = "prior"
     updated_at: str | None = None
+    breach_qps: float | None = Field(
+        default=None, ge=0,
+        description="Lowest requests/s per replica at which the SLO was seen breached (p99 "
+                    "over the SLO, or the pods CPU-throttled); sizing stays below it.")
 
 
 class ScalingRecommendation(CamelModel):

@@ -97,6 +97,13 @@ def scaling_queries(sel: TrackSelector, window: str, short: str) -> dict[str, st
         "pods": f"count(count by (instance) (scorefleet_in_flight_requests{sel.matchers()}))",
         "scraped_at": f"max(timestamp(scorefleet_in_flight_requests{sel.matchers()}))",
         "request_series": f"count(scorefleet_requests_total{sel.matchers()})",
+        # The scorer's own cgroup counters (scorefleet/scorer/cgroup_cpu.py): the wait of a
+        # CPU-throttled pod is invisible to its latency histogram, not to these.
+        "cpu_utilization": f"avg(rate(scorefleet_cpu_usage_seconds_total{sel.matchers()}"
+                           f"[{window}]) / scorefleet_cpu_limit_cores{sel.matchers()})",
+        "throttled_fraction": "sum(rate(scorefleet_cpu_cfs_throttled_periods_total"
+                              f"{sel.matchers()}[{short}])) / sum(rate("
+                              f"scorefleet_cpu_cfs_periods_total{sel.matchers()}[{short}]))",
     }
 
 
@@ -265,7 +272,9 @@ class Prometheus:
             p99_ms=metrics.p99_latency_ms,
             p99_short_ms=self.scalar(q["p99_short_ms"]) if flowing else None,
             in_flight=self.scalar(q["in_flight"]), queue_depth=self.scalar(q["queue_depth"]),
-            error_rate=metrics.error_rate, pods=None if pods is None else int(pods),
+            error_rate=metrics.error_rate, cpu_utilization=self.scalar(q["cpu_utilization"]),
+            throttled_fraction=self.scalar(q["throttled_fraction"]),
+            pods=None if pods is None else int(pods),
             scraped_at=self.scalar(q["scraped_at"]),
             request_series=None if metrics.qps is not None else _count(
                 self.scalar(q["request_series"])))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scorefleet.operator.decide.capacity import (
     LearnedCapacity,
     LearningTuning,
+    breached,
     learn,
     prior_capacity,
 )
@@ -121,5 +122,56 @@ def test_learning_ignores_non_finite_input() -> None:
 def test_capacity_round_trips_through_a_dict() -> None:
     cap = LearnedCapacity(1234.5, 2.25, samples=3, source="learned", updated_at=17.0)
     assert LearnedCapacity.from_dict(cap.to_dict()) == cap
+    after_breach = LearnedCapacity(400.0, 2.5, breach_qps=61.5)
+    assert LearnedCapacity.from_dict(after_breach.to_dict()) == after_breach
     with pytest.raises(ValueError, match=r"capacity\.source"):
         LearnedCapacity.from_dict({**cap.to_dict(), "source": "guess"})
+
+
+# The real run of 2026-11-29 (docs/autoscaling.md): a 100m-CPU pod breached the SLO for its
+# clients at 100-130 qps while its own p99 read 1-2 ms; the estimate stayed at the prior.
+TARGET_MS = 47.5  # a 50 ms SLO less 5 % headroom
+
+
+def test_a_breach_lowers_capacity_at_once_below_the_load_it_happened_at() -> None:
+    tuning = LearningTuning()
+    prior = prior_capacity(50.0, TARGET_MS, tuning)
+    assert prior.model(tuning).load_for_p99(TARGET_MS) > 500  # what let it scale back down
+    cap = breached(prior, 130.0, 1.0, tuning, TARGET_MS)
+    assert cap.breach_qps == 130.0 and cap.source == "learned"
+    plans = cap.model(tuning).load_for_p99(TARGET_MS)
+    assert plans == pytest.approx(0.9 * 130.0)
+    assert cap.throughput_qps < prior.throughput_qps
+    # A second breach at a lower load lowers it further; one at a higher load does not raise.
+    lower = breached(cap, 60.0, 2.0, tuning, TARGET_MS)
+    assert lower.breach_qps == 60.0
+    assert lower.model(tuning).load_for_p99(TARGET_MS) == pytest.approx(54.0)
+    assert breached(lower, 90.0, 3.0, tuning, TARGET_MS).breach_qps == 60.0
+    assert breached(lower, math.nan, 3.0, tuning, TARGET_MS) is lower
+
+
+def test_a_breach_never_raises_an_estimate_that_is_already_lower() -> None:
+    tuning = LearningTuning()
+    low = LearnedCapacity(100.0, 2.5, samples=5, source="learned")
+    assert breached(low, 130.0, 1.0, tuning, TARGET_MS).throughput_qps == 100.0
+
+
+def test_quiet_samples_cannot_lift_capacity_past_a_breach() -> None:
+    tuning = LearningTuning()
+    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS)
+    for i in range(50):  # two pods at 30 qps each, their own p99 reading 2 ms
+        cap = learn(cap, 30.0, 2.0, float(i), tuning, TARGET_MS)
+    assert cap.breach_qps == 60.0
+    assert cap.model(tuning).load_for_p99(TARGET_MS) <= 54.0 + 1e-6
+
+
+def test_serving_more_than_the_breach_load_within_the_slo_lifts_the_ceiling() -> None:
+    tuning = LearningTuning()
+    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS)
+    over = learn(cap, 80.0, 60.0, 1.0, tuning, TARGET_MS)  # over the target: no evidence
+    assert over.breach_qps == 60.0
+    within = cap
+    for i in range(20):
+        within = learn(within, 80.0, 20.0, float(i), tuning, TARGET_MS)
+    assert within.breach_qps == 80.0
+    assert within.model(tuning).load_for_p99(TARGET_MS) > 54.0

@@ -275,7 +275,75 @@ def test_panic_reads_the_short_window_and_cools_down_after_a_scale_up() -> None:
     just_grew = AutoscalerState({"stable": learned(6, last_change_at=NOW - 20,
                                                    last_direction=1)})
     d = decide(now_bad, 6, state=just_grew).decisions["stable"]
-    assert (d.desired, d.reason) == (6, "WithinTarget")  # its new pods are not measured yet
+    # Its new pods are not measured yet: no panic, and the breach is not learned from either.
+    assert (d.desired, d.reason) == (6, "SLOBreached")
+    assert d.capacity_qps is not None and d.capacity_qps > 3000
     cooled = AutoscalerState({"stable": learned(6, last_change_at=NOW - 61,
                                                 last_direction=1)})
     assert decide(now_bad, 6, state=cooled).decisions["stable"].desired == 9
+
+
+# The real run of 2026-11-29 on a 100m-CPU pod (docs/autoscaling.md): clients' p99 over a
+# 50 ms SLO at 130 qps while the scorer's own histogram read 1-2 ms; the operator scaled up on
+# the panic path, then back down 2 -> 1 under the same load.
+SLO50 = SLOSpec(p99_latency="50ms")
+SMALL = ScalingSpec.model_validate({"minReplicas": 1, "maxReplicas": 4,
+                                    "scaleDown": {"stabilizationWindow": "30s"}})
+
+
+def pod_sample(qps: float, at: float, **kw: Any) -> MetricsSample:
+    """What the throttled pods' own series say: a p99 of 1.5 ms whatever the load."""
+    return MetricsSample(measured_at=at, qps=qps, p99_ms=1.5, qps_short=kw.pop("qps_short", qps),
+                         p99_short_ms=1.5, in_flight=1.0, queue_depth=0.0, **kw)
+
+
+def run_small(samples: list[tuple[int, MetricsSample]], seconds: float = 15.0,
+              ) -> list[ScalingPlan]:
+    """Decide every `seconds` with each (ready replicas, sample); start from no state."""
+    state: AutoscalerState | None = None
+    plans = []
+    for i, (replicas, obs) in enumerate(samples):
+        plan = decide_scaling(SMALL, SLO50, {"stable": TrackView(replicas, replicas, obs)},
+                              RolloutView(), state, NOW + i * seconds)
+        plans.append(plan)
+        state = plan.state
+    return plans
+
+
+def test_cpu_throttling_is_a_breach_even_when_the_servers_p99_reads_low() -> None:
+    throttled = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.46))])[0]
+    d = throttled.decisions["stable"]
+    assert (d.desired, d.reason) == (2, "PanicScaleUp")
+    assert "CPU-throttled in 46% of CFS periods (saturated above 25%)" in d.message
+    # The breach lowered the estimate at once: what sizing plans per replica is under 130.
+    cap = throttled.state.tracks["stable"].capacity
+    assert cap.breach_qps == 130.0 and d.capacity_qps is not None and d.capacity_qps < 130.0
+    calm = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.06))])[0]
+    assert calm.decisions["stable"].desired == 1  # a few throttled periods are not a breach
+
+
+def test_after_a_breach_the_same_load_is_never_scaled_back_down() -> None:
+    # Breach on one pod; then two pods share the same 130 qps for 20 minutes, each looking
+    # idle to its own histogram and throttled in few periods. No CPU reading at all: the
+    # breach alone must hold the count.
+    samples = [(1, pod_sample(130.0, NOW, throttled_fraction=0.9))]
+    samples += [(2, pod_sample(130.0, NOW + 15 * i, throttled_fraction=0.02))
+                for i in range(1, 80)]
+    plans = run_small(samples)
+    assert plans[0].decisions["stable"].desired == 2
+    assert [p.decisions["stable"].desired for p in plans[1:]] == [2] * 79
+    assert plans[-1].state.tracks["stable"].capacity.breach_qps == 130.0
+
+
+def test_cpu_against_the_limit_sizes_before_any_breach() -> None:
+    # One pod at 40 qps using 60 % of its CPU limit: 0.8 / 0.6 x 40 = 53 qps per replica.
+    load = run_small([(1, pod_sample(40.0, NOW, cpu_utilization=0.6))])[0].decisions["stable"]
+    assert load.capacity_qps == pytest.approx(0.8 * 40 / 0.6)
+    step = run_small([(1, pod_sample(40.0, NOW, cpu_utilization=0.6, qps_short=130.0))])[0]
+    assert step.decisions["stable"].desired == 3  # 130 / 53: sized in one decision
+    blind = run_small([(1, pod_sample(40.0, NOW, qps_short=130.0))])[0]
+    assert blind.decisions["stable"].desired == 1  # the latency model alone sees no need
+    # Two pods at 65 qps each, 50 % CPU: one pod would need 100 %: no scale-down.
+    shared = run_small([(2, pod_sample(130.0, NOW + 15 * i, cpu_utilization=0.5))
+                        for i in range(40)])
+    assert {p.decisions["stable"].desired for p in shared} == {2}

@@ -238,7 +238,9 @@ def _track_status(decision: TrackDecision, state: TrackScalingState,
         last_direction=state.last_direction, steady_since=_time(state.steady_since),
         capacity=CapacityStatus(throughput_qps=round(cap.throughput_qps, 3),
                                 base_ms=round(cap.base_ms, 3), samples=cap.samples,
-                                source=cap.source, updated_at=_time(cap.updated_at)),
+                                source=cap.source, updated_at=_time(cap.updated_at),
+                                breach_qps=None if cap.breach_qps is None
+                                else round(cap.breach_qps, 3)),
         recommendations=[ScalingRecommendation(at=_time(r.at) or "", replicas=r.replicas)
                          for r in state.recommendations],
         last_queue_depth=state.last_queue_depth, last_sample_at=_time(state.last_sample_at))
@@ -267,7 +269,7 @@ def _track_state(t: TrackAutoscaling) -> TrackScalingState:
         decided_at=_epoch(t.decided_at) or 0.0,
         capacity=LearnedCapacity(throughput_qps=cap.throughput_qps, base_ms=cap.base_ms,
                                  samples=cap.samples, source=cap.source,
-                                 updated_at=_epoch(cap.updated_at)),
+                                 updated_at=_epoch(cap.updated_at), breach_qps=cap.breach_qps),
         last_change_at=_epoch(t.last_change_at), last_direction=t.last_direction,
         steady_since=_epoch(t.steady_since),
         recommendations=tuple(Recommendation(_epoch(r.at) or 0.0, r.replicas) for r in recs),

@@ -9,6 +9,13 @@ night must not teach it that each replica could take the morning peak.
 Learning happens in log space with a fixed rate, so a single noisy sample moves the estimate by
 at most a fraction of its error, and a wrong prior is forgotten after a handful of samples
 (0.7^8 ~ 6 % of the prior's error is left after eight).
+
+A breach is not a sample to average (`breached`): p99 over the SLO, or the pod saturated, at a
+per-replica load q says the replica cannot take q. The estimate drops at once so that sizing
+plans at most (1 - breach_margin) x q per replica, and q is kept as a ceiling: a quiet sample
+cannot lift the estimate past it (the scorer's own latency does not see every cause of a
+breach: a CPU-throttled pod looked idle to its histogram while clients waited 35 ms, see
+docs/autoscaling.md), only a steady replica serving more than q within the SLO can.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class LearningTuning:
     # Samples with p99 under this share of the target only raise the estimate (see `learn`).
     band: float = 0.4
     tail_factor: float = DEFAULT_TAIL_FACTOR
+    # After a breach at q per replica, plan at most this much less than q per replica.
+    breach_margin: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,23 +63,28 @@ class LearnedCapacity:
     samples: int = 0
     source: CapacitySource = "prior"
     updated_at: float | None = None
+    # The lowest per-replica load at which the SLO was seen breached (None: never), raised
+    # only by a steady replica that served more within the SLO.
+    breach_qps: float | None = None
 
     def model(self, tuning: LearningTuning) -> ReplicaModel:
         return ReplicaModel(self.throughput_qps, self.base_ms, tuning.tail_factor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"throughputQPS": self.throughput_qps, "baseMs": self.base_ms,
-                "samples": self.samples, "source": self.source, "updatedAt": self.updated_at}
+                "samples": self.samples, "source": self.source, "updatedAt": self.updated_at,
+                "breachQPS": self.breach_qps}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearnedCapacity:
         source = data.get("source", "prior")
         if source not in ("prior", "hint", "learned"):
             raise ValueError(f"capacity.source: unknown value {source!r}")
-        updated = data.get("updatedAt")
+        updated, breach = data.get("updatedAt"), data.get("breachQPS")
         return cls(throughput_qps=float(data["throughputQPS"]), base_ms=float(data["baseMs"]),
                    samples=int(data.get("samples", 0)), source=source,
-                   updated_at=None if updated is None else float(updated))
+                   updated_at=None if updated is None else float(updated),
+                   breach_qps=None if breach is None else float(breach))
 
 
 def prior_capacity(slo_p99_ms: float, target_p99_ms: float, tuning: LearningTuning,
@@ -114,5 +128,38 @@ def learn(cap: LearnedCapacity, per_replica_qps: float, p99_ms: float, now: floa
     else:
         target = max(inferred, per_replica_qps)  # it did serve this load
     mu = math.exp((1 - a) * math.log(cap.throughput_qps) + a * math.log(target))
+    breach = cap.breach_qps
+    if breach is not None and target_p99_ms is not None:
+        # Serving more than the last breach load within the target (the caller passes no
+        # sample it judged a breach) says the ceiling was too low; nothing else lifts it.
+        if p99_ms <= target_p99_ms:
+            breach = max(breach, per_replica_qps)
+        mu = min(mu, _throughput_planning(breach, target_p99_ms, base, tuning) or mu)
     return replace(cap, throughput_qps=mu, base_ms=base, samples=cap.samples + 1,
-                   source="learned", updated_at=now)
+                   source="learned", updated_at=now, breach_qps=breach)
+
+
+def breached(cap: LearnedCapacity, per_replica_qps: float, now: float, tuning: LearningTuning,
+             target_p99_ms: float) -> LearnedCapacity:
+    """The SLO was breached (or the pod saturated) at `per_replica_qps` q per replica.
+
+    At once, not by the learning rate: the estimate drops so that the load the model allows
+    per replica at the p99 target is at most (1 - breach_margin) x q, and q (or an earlier,
+    lower breach load) is kept as the ceiling `learn` respects.
+    """
+    if not math.isfinite(per_replica_qps) or per_replica_qps <= 0:
+        return cap
+    ceiling = per_replica_qps if cap.breach_qps is None else min(cap.breach_qps,
+                                                                 per_replica_qps)
+    mu = _throughput_planning(ceiling, target_p99_ms, cap.base_ms, tuning)
+    return replace(cap, throughput_qps=min(cap.throughput_qps, mu or cap.throughput_qps),
+                   breach_qps=ceiling, samples=cap.samples + 1, source="learned",
+                   updated_at=now)
+
+
+def _throughput_planning(breach_qps: float, target_p99_ms: float, base_ms: float,
+                         tuning: LearningTuning) -> float | None:
+    """The saturation throughput whose model allows (1 - breach_margin) x `breach_qps` per
+    replica at `target_p99_ms` (None: the target is under the idle latency)."""
+    return infer_throughput((1 - tuning.breach_margin) * breach_qps, target_p99_ms, base_ms,
+                            tuning.tail_factor)

@@ -10,8 +10,11 @@ Per track, each loop:
        |      stable before a promotion: the whole pipeline's demand)
        v
     need = fewest replicas whose predicted p99 (queueing.py, capacity.py) is under the SLO less
-           its headroom; scale-down judged against a lower target (hysteresis); p99 over the
-           SLO with nothing starting adds `panic_step` at once
+           its headroom, and whose CPU stays under `max_cpu_utilization` of the pods' limit;
+           scale-down judged against a lower target (hysteresis); a breach (p99 over the SLO,
+           or the pods CPU-throttled in over `saturated_throttled_fraction` of CFS periods)
+           with nothing starting adds `panic_step` at once and lowers the learned capacity
+           to below the per-replica load it happened at (capacity.breached)
        v
     HPA-style stabilization (up: min of the window, down: max of the window), the spec's step
     limits (the larger of maxStepPercent and maxStepPods, as HPA's default selectPolicy Max),
@@ -35,6 +38,7 @@ from scorefleet.api.spec import ScalingBehavior, ScalingSpec, SLOSpec
 from scorefleet.operator.decide.capacity import (
     LearnedCapacity,
     LearningTuning,
+    breached,
     learn,
     prior_capacity,
 )
@@ -63,6 +67,12 @@ class ScalingTuning:
     max_utilization: float = 0.85      # never plan a replica past this share of saturation
     panic_step: float = 0.5            # p99 over the SLO, nothing starting: add this share
     panic_cooldown_seconds: float = 60.0  # no second panic this soon after a scale-up
+    # Measured on a 100m-CPU scorer pod (docs/autoscaling.md, "The saturation signal"):
+    # clients' p99 19 ms at 79 % CPU of the limit, 37 ms at 93 %, 52 ms (over a 50 ms SLO) at
+    # 96 %; throttled in 6 %, 32 % and 46 % of CFS periods. The server's own p99 read 2.6-4.8 ms
+    # at all three.
+    max_cpu_utilization: float = 0.8   # plan no replica past this share of its CPU limit
+    saturated_throttled_fraction: float = 0.25  # throttled in more periods: a breach
     drain_seconds: float = 30.0        # plan capacity to drain a visible backlog this fast
     stale_after_seconds: float = 90.0  # a measurement older than this is Stale
     settle_seconds: float = 75.0       # replicas steady this long before a sample is learned
@@ -223,12 +233,23 @@ def _limited(current: int, desired: int, spec: ScalingSpec) -> int:
     return min(max(desired, down_min), up_max)
 
 
+def _cpu_capacity(sample: MetricsSample, ready: int, tuning: ScalingTuning) -> float | None:
+    """Requests/s per replica at `max_cpu_utilization` of the CPU limit, from the CPU each
+    request costs now (None: no limit, or too little load to measure the cost)."""
+    u = sample.cpu_utilization
+    if u is None or u < 0.05 or sample.qps <= 0 or ready <= 0:
+        return None
+    return tuning.max_cpu_utilization * (sample.qps / ready) / u
+
+
 def _need(demand: float, cap: LearnedCapacity, target_ms: float, spec: ScalingSpec,
-          tuning: ScalingTuning) -> tuple[int, float]:
+          tuning: ScalingTuning, cpu_qps: float | None = None) -> tuple[int, float]:
     """Replicas needed for `demand` at p99 <= target_ms, and the per-replica load that allows."""
     model = cap.model(tuning.learning)
     per_replica = min(model.load_for_p99(target_ms),
                       tuning.max_utilization * cap.throughput_qps)
+    if cpu_qps is not None:
+        per_replica = min(per_replica, cpu_qps)
     if spec.target_qps_per_replica is not None:
         per_replica = min(per_replica, spec.target_qps_per_replica)
     if per_replica <= 0:  # the model says even an idle replica misses the target
@@ -319,7 +340,19 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
         lo, hi = spec.min_replicas, spec.max_replicas
         own = usable[name]
         steady_since = _steady(view, prev, now)
-        if isinstance(own, _Usable) and _learnable(own, view, prev, steady_since, now, tuning):
+        # Panic: the SLO is breached now and nothing is on its way. Not again within
+        # `panic_cooldown_seconds` of a scale-up, whose pods the windows have not seen yet.
+        cooling = (prev is not None and prev.last_direction > 0
+                   and prev.last_change_at is not None
+                   and now - prev.last_change_at < tuning.panic_cooldown_seconds)
+        breach = _breach(own, slo_ms, tuning)
+        panic = breach is not None and view.ready >= current and not cooling
+        if panic and isinstance(own, _Usable) and view.ready > 0:
+            m = own.sample
+            cap = breached(cap, (m.qps if m.qps_short is None else m.qps_short) / view.ready,
+                           now, tuning.learning, target_ms)
+        elif breach is None and isinstance(own, _Usable) and _learnable(
+                own, view, prev, steady_since, now, tuning):
             cap = learn(cap, own.sample.qps / view.ready, own.sample.p99_ms or 0.0, now,
                         tuning.learning, target_ms)
         demand, basis = _sizing_demand(name, demands, rollout)
@@ -335,20 +368,14 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
                                      f"holding {desired} replicas: {why}", slo_p99_ms=slo_ms)
             recs = prev.recommendations if prev else ()
         else:
-            need, per_replica = _need(demand, cap, target_ms, spec, tuning)
+            cpu_qps = (_cpu_capacity(own.sample, view.ready, tuning)
+                       if isinstance(own, _Usable) else None)
+            need, per_replica = _need(demand, cap, target_ms, spec, tuning, cpu_qps)
             rec = need
             if need < current:  # hysteresis: go down only if the smaller count has margin
-                rec = max(need, min(current, _need(demand, cap, down_ms, spec, tuning)[0]))
+                rec = max(need, min(current, _need(demand, cap, down_ms, spec, tuning,
+                                                   cpu_qps)[0]))
             p99 = own.sample.p99_ms if isinstance(own, _Usable) else None
-            p99_now = (own.sample.p99_short_ms if isinstance(own, _Usable)
-                       and own.sample.p99_short_ms is not None else p99)
-            # Panic: the SLO is breached now and nothing is on its way. Not again within
-            # `panic_cooldown_seconds` of a scale-up, whose pods the windows have not seen yet.
-            cooling = (prev is not None and prev.last_direction > 0
-                       and prev.last_change_at is not None
-                       and now - prev.last_change_at < tuning.panic_cooldown_seconds)
-            panic = (p99_now is not None and p99_now > slo_ms and view.ready >= current
-                     and not cooling)
             if panic:
                 rec = max(rec, math.ceil(view.ready * (1 + tuning.panic_step)))
             # No history (first decision, or state lost): the window starts now, at the
@@ -369,6 +396,7 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
             desired = _limited(current, desired, spec)
             no_down = [why for why, on in (
                 ("SLOBreached", p99 is not None and p99 > slo_ms),
+                ("CPUSaturated", breach is not None and breach.startswith("CPU")),
                 ("RolloutInProgress", rollout.active),
                 ("PartialMetrics", any(isinstance(u, _Usable) and u.partial for u in inputs)),
             ) if on]
@@ -377,12 +405,17 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
             desired = min(max(desired, lo), hi)
             reason = _reason(current, desired, rec, panic, no_down, lo, hi)
             p99_text = "no p99" if p99 is None else f"p99 {p99:.1f} ms"
+            cpu_text = ("" if cpu_qps is None else f", CPU-limited to {cpu_qps:.0f} qps/replica "
+                        f"at {tuning.max_cpu_utilization:.0%} of the limit")
+            breach_text = "" if cap.breach_qps is None else (
+                f", breached at {cap.breach_qps:.0f} qps/replica")
             decision = TrackDecision(
                 name, current, desired, reason,
                 f"{current} -> {desired}: demand {demand:.0f} qps ({basis}), "
                 f"{per_replica:.0f} qps/replica keeps p99 <= {target_ms:.1f} ms "
-                f"(saturation {cap.throughput_qps:.0f} qps/replica, {cap.source}); "
-                f"{p99_text}, SLO {slo_ms:.0f} ms; wanted {rec}",
+                f"(saturation {cap.throughput_qps:.0f} qps/replica, {cap.source}"
+                f"{breach_text}{cpu_text}); {p99_text}, SLO {slo_ms:.0f} ms"
+                f"{'' if breach is None else '; ' + breach}; wanted {rec}",
                 demand_qps=demand, capacity_qps=per_replica, p99_ms=p99, slo_p99_ms=slo_ms)
             if name == STABLE and rollout.active and rollout.promoting:
                 full = min(need, hi)
@@ -409,6 +442,23 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
     return ScalingPlan(decisions, AutoscalerState(new_tracks),
                        promotion_ready=None if promotion is None else promotion[0],
                        promotion_message="" if promotion is None else promotion[1])
+
+
+def _breach(own: _Usable | str, slo_ms: float, tuning: ScalingTuning) -> str | None:
+    """What says the SLO is missed now (None: nothing): p99 over the panic window over the
+    SLO, or the pods stopped by their CPU limit in too many CFS periods (clients then wait
+    in the kernel while the scorer's own latency histogram reads low)."""
+    if not isinstance(own, _Usable):
+        return None
+    s = own.sample
+    p99_now = s.p99_short_ms if s.p99_short_ms is not None else s.p99_ms
+    if p99_now is not None and p99_now > slo_ms:
+        return f"p99 {p99_now:.1f} ms over the SLO"
+    f = s.throttled_fraction
+    if f is not None and f > tuning.saturated_throttled_fraction:
+        return (f"CPU-throttled in {f:.0%} of CFS periods (saturated above "
+                f"{tuning.saturated_throttled_fraction:.0%})")
+    return None
 
 
 def _reason(current: int, desired: int, rec: int, panic: bool, no_down: list[str],

@@ -26,6 +26,10 @@ class MetricsSample:
     Stream pipelines add `stream_events_per_s` (events consumed from the topic, stable window)
     and the end-to-end p99 (event timestamp to verdict) over both windows, None when no
     event was scored (idle, not zero).
+    `cpu_utilization`: CPU used over the stable window as a share of the pods' CPU limit
+    (mean over the pods that have one); `throttled_fraction`: the share of CFS periods in
+    which the pods were stopped by their CPU limit, over the panic window (both from the
+    scorer's cgroup series; None without a CPU limit or on an older scorer).
     """
 
     measured_at: float
@@ -39,9 +43,12 @@ class MetricsSample:
     stream_events_per_s: float | None = None
     e2e_p99_ms: float | None = None
     e2e_p99_short_ms: float | None = None
+    cpu_utilization: float | None = None
+    throttled_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("qps", "qps_short", "in_flight", "queue_depth", "stream_events_per_s"):
+        for name in ("qps", "qps_short", "in_flight", "queue_depth", "stream_events_per_s",
+                     "cpu_utilization", "throttled_fraction"):
             value = getattr(self, name)
             if value is not None and not value >= 0:  # also rejects NaN
                 raise ValueError(f"MetricsSample.{name} must be >= 0, got {value!r}")
@@ -128,6 +135,8 @@ class ScalingReadings:
     stream_events_per_s: float | None = None
     e2e_p99_ms: float | None = None
     e2e_p99_short_ms: float | None = None
+    cpu_utilization: float | None = None
+    throttled_fraction: float | None = None
     pods: int | None = None
     scraped_at: float | None = None
     request_series: int | None = None
@@ -166,7 +175,9 @@ def observation(readings: ScalingReadings, ready: int, last_sample_at: float | N
                            qps_short=r.qps_short, p99_short_ms=r.p99_short_ms,
                            in_flight=r.in_flight, queue_depth=r.queue_depth,
                            error_rate=r.error_rate, stream_events_per_s=r.stream_events_per_s,
-                           e2e_p99_ms=r.e2e_p99_ms, e2e_p99_short_ms=r.e2e_p99_short_ms)
+                           e2e_p99_ms=r.e2e_p99_ms, e2e_p99_short_ms=r.e2e_p99_short_ms,
+                           cpu_utilization=r.cpu_utilization,
+                           throttled_fraction=r.throttled_fraction)
     missing = []
     if r.pods < ready:
         missing.append(f"pods {r.pods}/{ready} scraped")
@@ -189,7 +200,10 @@ def describe(obs: Observation) -> str:
     if isinstance(obs, Partial):
         return f"PartialMetrics: missing {', '.join(obs.missing)}"
     p99 = "none" if obs.p99_ms is None else f"{obs.p99_ms:.1f} ms"
-    text = f"Sample: {obs.qps:.1f} qps, p99 {p99}"
+    cpu = "" if obs.cpu_utilization is None else f", CPU {obs.cpu_utilization:.0%} of limit"
+    throttled = ("" if obs.throttled_fraction is None
+                 else f", throttled in {obs.throttled_fraction:.0%} of CFS periods")
+    text = f"Sample: {obs.qps:.1f} qps, p99 {p99}{cpu}{throttled}"
     if obs.stream_events_per_s is not None:
         e2e = "none" if obs.e2e_p99_ms is None else f"{obs.e2e_p99_ms:.1f} ms"
         text += f"; stream {obs.stream_events_per_s:.1f} events/s, end-to-end p99 {e2e}"
