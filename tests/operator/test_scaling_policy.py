@@ -299,11 +299,13 @@ def pod_sample(qps: float, at: float, **kw: Any) -> MetricsSample:
 
 def run_small(samples: list[tuple[int, MetricsSample]], seconds: float = 15.0,
               ) -> list[ScalingPlan]:
-    """Decide every `seconds` with each (ready replicas, sample); start from no state."""
+    """Decide every `seconds` with each (ready replicas, sample), the Deployment asking for
+    what the last decision said; start from no state."""
     state: AutoscalerState | None = None
     plans = []
-    for i, (replicas, obs) in enumerate(samples):
-        plan = decide_scaling(SMALL, SLO50, {"stable": TrackView(replicas, replicas, obs)},
+    for i, (ready, obs) in enumerate(samples):
+        asked = max(ready, state.tracks["stable"].desired) if state else ready
+        plan = decide_scaling(SMALL, SLO50, {"stable": TrackView(asked, ready, obs)},
                               RolloutView(), state, NOW + i * seconds)
         plans.append(plan)
         state = plan.state
@@ -311,13 +313,15 @@ def run_small(samples: list[tuple[int, MetricsSample]], seconds: float = 15.0,
 
 
 def test_cpu_throttling_is_a_breach_even_when_the_servers_p99_reads_low() -> None:
-    throttled = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.46))])[0]
-    d = throttled.decisions["stable"]
+    first, second = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.46)),
+                               (1, pod_sample(130.0, NOW + 15, throttled_fraction=0.5))])
+    d = first.decisions["stable"]
     assert (d.desired, d.reason) == (2, "PanicScaleUp")
     assert "CPU-throttled in 46% of CFS periods (saturated above 25%)" in d.message
     # The breach lowered the estimate at once: what sizing plans per replica is under 130.
-    cap = throttled.state.tracks["stable"].capacity
+    cap = first.state.tracks["stable"].capacity
     assert cap.breach_qps == 130.0 and d.capacity_qps is not None and d.capacity_qps < 130.0
+    assert second.state.tracks["stable"].capacity.breach_qps == 130.0  # cooling: no change
     calm = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.06))])[0]
     assert calm.decisions["stable"].desired == 1  # a few throttled periods are not a breach
 
@@ -326,9 +330,9 @@ def test_after_a_breach_the_same_load_is_never_scaled_back_down() -> None:
     # Breach on one pod; then two pods share the same 130 qps for 20 minutes, each looking
     # idle to its own histogram and throttled in few periods. No CPU reading at all: the
     # breach alone must hold the count.
-    samples = [(1, pod_sample(130.0, NOW, throttled_fraction=0.9))]
+    samples = [(1, pod_sample(130.0, NOW + 15 * i, throttled_fraction=0.9)) for i in range(2)]
     samples += [(2, pod_sample(130.0, NOW + 15 * i, throttled_fraction=0.02))
-                for i in range(1, 80)]
+                for i in range(2, 80)]
     plans = run_small(samples)
     assert plans[0].decisions["stable"].desired == 2
     assert [p.decisions["stable"].desired for p in plans[1:]] == [2] * 79
@@ -347,3 +351,18 @@ def test_cpu_against_the_limit_sizes_before_any_breach() -> None:
     shared = run_small([(2, pod_sample(130.0, NOW + 15 * i, cpu_utilization=0.5))
                         for i in range(40)])
     assert {p.decisions["stable"].desired for p in shared} == {2}
+
+
+def test_a_breach_during_a_jump_in_load_panics_but_teaches_no_capacity() -> None:
+    # 15k -> 45k qps: the panic window sees the jump, the stable window not yet. The breach
+    # is the fleet catching up, not what one replica can take.
+    jump = sample(15_000, 3, qps_short=45_000, p99_short_ms=400.0)
+    plan = decide(jump, 3)
+    assert plan.decisions["stable"].reason == "PanicScaleUp"
+    assert plan.state.tracks["stable"].capacity.breach_qps is None
+    # Under a steady load with p99 over the SLO in both windows: a lesson.
+    steady = sample(45_000, 3, p99_ms=400.0, p99_short_ms=400.0)
+    assert decide(steady, 3).state.tracks["stable"].capacity.breach_qps == 15_000
+    # A burst inside the windows (the stable window's p99 within the SLO) is not.
+    burst = sample(45_000, 3, p99_ms=20.0, p99_short_ms=400.0)
+    assert decide(burst, 3).state.tracks["stable"].capacity.breach_qps is None

@@ -274,9 +274,29 @@ def _learnable(u: _Usable, view: TrackView, prev: TrackScalingState | None,
         return False
     if now - steady_since < tuning.settle_seconds:
         return False  # the rate window still holds a time with other replicas
-    if s.qps_short is not None and abs(s.qps_short - s.qps) > 0.15 * s.qps:
+    if not _steady_load(s):
         return False  # load is moving: long-window QPS and p99 describe different moments
     return demand_qps(s, prev, tuning) <= 1.05 * max(s.qps, s.qps_short or 0.0)
+
+
+def _sustained(own: _Usable, breach: str | None, slo_ms: float,
+               prev: TrackScalingState | None, tuning: ScalingTuning) -> bool:
+    """Does this breach say what one replica cannot take? Only under a steady load with no
+    backlog (during a jump, or while a burst's backlog drains, it says the fleet has not
+    caught up yet, and the panic step is the answer to that), and only when it is not a
+    burst inside the window: p99 over the stable window is over the SLO too, or the pods are
+    CPU-throttled (the kernel's count, not a tail)."""
+    s = own.sample
+    if breach is None or not _steady_load(s):
+        return False
+    if demand_qps(s, prev, tuning) > 1.05 * max(s.qps, s.qps_short or 0.0):
+        return False
+    return breach.startswith("CPU") or (s.p99_ms is not None and s.p99_ms > slo_ms)
+
+
+def _steady_load(s: MetricsSample) -> bool:
+    """The panic window's rate within 15 % of the stable window's."""
+    return s.qps_short is None or abs(s.qps_short - s.qps) <= 0.15 * s.qps
 
 
 def _pipeline_demand(demands: Mapping[str, float], rollout: RolloutView) -> float | None:
@@ -347,7 +367,8 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
                    and now - prev.last_change_at < tuning.panic_cooldown_seconds)
         breach = _breach(own, slo_ms, tuning)
         panic = breach is not None and view.ready >= current and not cooling
-        if panic and isinstance(own, _Usable) and view.ready > 0:
+        if panic and isinstance(own, _Usable) and view.ready > 0 and _sustained(
+                own, breach, slo_ms, prev, tuning):
             m = own.sample
             cap = breached(cap, (m.qps if m.qps_short is None else m.qps_short) / view.ready,
                            now, tuning.learning, target_ms)
