@@ -150,6 +150,15 @@ def test_a_breach_lowers_capacity_at_once_below_the_load_it_happened_at() -> Non
     assert breached(lower, math.nan, 3.0, tuning, TARGET_MS) is lower
 
 
+def test_a_latency_breach_sets_what_the_p99_at_that_load_implies_at_once() -> None:
+    tuning = LearningTuning()
+    prior = prior_capacity(50.0, TARGET_MS, tuning)
+    cap = breached(prior, 100.0, 1.0, tuning, TARGET_MS, p99_ms=60.0)
+    assert cap.model(tuning).p99_ms(100.0) == pytest.approx(60.0)
+    assert cap.model(tuning).load_for_p99(TARGET_MS) < 100.0
+    assert cap.breach_qps is None  # the latency will keep saying it: no ceiling needed
+
+
 def test_a_breach_never_raises_an_estimate_that_is_already_lower() -> None:
     tuning = LearningTuning()
     low = LearnedCapacity(100.0, 2.5, samples=5, source="learned")

@@ -83,10 +83,16 @@ def test_scale_up_step_limits_follow_the_spec() -> None:
     assert d.desired == 15  # max(50 % of 10, 1 pod)
 
 
-def test_p99_breach_the_model_does_not_explain_panics_up_by_half() -> None:
+def test_p99_breach_the_model_does_not_explain_panics_and_corrects_the_model_at_once() -> None:
     obs = sample(20_000, 6, p99_ms=80.0)  # model says ~6 ms at 3.3k/replica
     d = decide(obs, 6).decisions["stable"]
-    assert (d.desired, d.reason) == (9, "PanicScaleUp")
+    # At least half more at once; here more, because the breach taught the model that 3.3k
+    # per replica gives 80 ms: what it now plans per replica at the target is under that.
+    assert (d.desired, d.reason) == (10, "PanicScaleUp")
+    assert d.capacity_qps is not None and d.capacity_qps < 20_000 / 6
+    # A breach during a burst (the stable window within the SLO) panics by half, no lesson.
+    burst = decide(sample(20_000, 6, p99_ms=20.0, p99_short_ms=80.0), 6).decisions["stable"]
+    assert (burst.desired, burst.reason) == (9, "PanicScaleUp")
 
 
 def test_no_panic_while_pods_are_still_starting() -> None:
@@ -280,7 +286,7 @@ def test_panic_reads_the_short_window_and_cools_down_after_a_scale_up() -> None:
     assert d.capacity_qps is not None and d.capacity_qps > 3000
     cooled = AutoscalerState({"stable": learned(6, last_change_at=NOW - 61,
                                                 last_direction=1)})
-    assert decide(now_bad, 6, state=cooled).decisions["stable"].desired == 9
+    assert decide(now_bad, 6, state=cooled).decisions["stable"].desired >= 9
 
 
 # The real run of 2026-11-29 on a 100m-CPU pod (docs/autoscaling.md): clients' p99 over a
@@ -360,9 +366,9 @@ def test_a_breach_during_a_jump_in_load_panics_but_teaches_no_capacity() -> None
     plan = decide(jump, 3)
     assert plan.decisions["stable"].reason == "PanicScaleUp"
     assert plan.state.tracks["stable"].capacity.breach_qps is None
-    # Under a steady load with p99 over the SLO in both windows: a lesson.
-    steady = sample(45_000, 3, p99_ms=400.0, p99_short_ms=400.0)
-    assert decide(steady, 3).state.tracks["stable"].capacity.breach_qps == 15_000
+    # Under a steady load with p99 over the SLO in both windows: a lesson (from the p99).
+    steady = sample(20_000, 3, p99_ms=400.0, p99_short_ms=400.0)
+    assert decide(steady, 3).state.tracks["stable"].capacity.throughput_qps < 8575.0
     # A burst inside the windows (the stable window's p99 within the SLO) is not.
-    burst = sample(45_000, 3, p99_ms=20.0, p99_short_ms=400.0)
-    assert decide(burst, 3).state.tracks["stable"].capacity.breach_qps is None
+    burst = sample(20_000, 3, p99_ms=20.0, p99_short_ms=400.0)
+    assert decide(burst, 3).state.tracks["stable"].capacity.throughput_qps == 8575.0

@@ -11,11 +11,13 @@ at most a fraction of its error, and a wrong prior is forgotten after a handful 
 (0.7^8 ~ 6 % of the prior's error is left after eight).
 
 A breach is not a sample to average (`breached`): p99 over the SLO, or the pod saturated, at a
-per-replica load q says the replica cannot take q. The estimate drops at once so that sizing
-plans at most (1 - breach_margin) x q per replica, and q is kept as a ceiling: a quiet sample
-cannot lift the estimate past it (the scorer's own latency does not see every cause of a
-breach: a CPU-throttled pod looked idle to its histogram while clients waited 35 ms, see
-docs/autoscaling.md), only a steady replica serving more than q within the SLO can.
+per-replica load q says the replica cannot take q, and the estimate drops at once, not by the
+learning rate. A latency breach sets it to what the measured p99 at q implies (so the load
+planned at the target is under q; later samples refine it as usual). A saturated pod (CPU-
+throttled) says nothing through its latency: a throttled pod looked idle to its own histogram
+while clients waited 35 ms (docs/autoscaling.md). Then sizing plans at most
+(1 - breach_margin) x q per replica and q is kept as a ceiling that quiet samples cannot lift;
+only a steady replica serving more than q within the target can.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ class LearnedCapacity:
     samples: int = 0
     source: CapacitySource = "prior"
     updated_at: float | None = None
-    # The lowest per-replica load at which the SLO was seen breached (None: never), raised
-    # only by a steady replica that served more within the SLO.
+    # The lowest per-replica load at which the pods were seen saturated (None: never), raised
+    # only by a steady replica that served more within the target.
     breach_qps: float | None = None
 
     def model(self, tuning: LearningTuning) -> ReplicaModel:
@@ -140,15 +142,25 @@ def learn(cap: LearnedCapacity, per_replica_qps: float, p99_ms: float, now: floa
 
 
 def breached(cap: LearnedCapacity, per_replica_qps: float, now: float, tuning: LearningTuning,
-             target_p99_ms: float) -> LearnedCapacity:
-    """The SLO was breached (or the pod saturated) at `per_replica_qps` q per replica.
+             target_p99_ms: float, p99_ms: float | None = None) -> LearnedCapacity:
+    """The SLO was breached at `per_replica_qps` q per replica: with the `p99_ms` measured
+    there, or (None) the pods were saturated and their latency cannot say by how much.
 
-    At once, not by the learning rate: the estimate drops so that the load the model allows
-    per replica at the p99 target is at most (1 - breach_margin) x q, and q (or an earlier,
-    lower breach load) is kept as the ceiling `learn` respects.
+    At once, not by the learning rate. Latency: the saturation throughput that predicts that
+    p99 at q, if lower (the load planned at the target is then under q). Saturation: the
+    estimate drops so that the load planned per replica at the target is at most
+    (1 - breach_margin) x q, and q (or an earlier, lower one) is kept as the ceiling `learn`
+    respects.
     """
     if not math.isfinite(per_replica_qps) or per_replica_qps <= 0:
         return cap
+    if p99_ms is not None:
+        inferred = infer_throughput(per_replica_qps, p99_ms, min(cap.base_ms, p99_ms),
+                                    tuning.tail_factor)
+        if inferred is None or not math.isfinite(p99_ms):
+            return cap
+        return replace(cap, throughput_qps=min(cap.throughput_qps, inferred),
+                       samples=cap.samples + 1, source="learned", updated_at=now)
     ceiling = per_replica_qps if cap.breach_qps is None else min(cap.breach_qps,
                                                                  per_replica_qps)
     mu = _throughput_planning(ceiling, target_p99_ms, cap.base_ms, tuning)
