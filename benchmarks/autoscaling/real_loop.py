@@ -52,6 +52,17 @@ def startup_seconds(samples: list[real_run.Sample]) -> float:
     return float(sorted(waits)[len(waits) // 2]) if waits else 10.0
 
 
+def calibration_from(doc: dict[str, Any]) -> real_run.Calibration:
+    """The pod calibration an earlier run wrote (its "calibration" steps), rebuilt."""
+    steps = doc["calibration"]["steps"]
+    within = [st for st in steps if st["served"] >= 0.9 * st["offered"]
+              and st["p99_ms"] != float("inf")]
+    return real_run.Calibration(
+        points=[(st["served"], st["p99_ms"]) for st in within],
+        saturation_qps=float(doc["calibration"]["saturation_qps"]),
+        idle_p99_ms=float(doc["calibration"]["idle_p99_ms"]), steps=steps)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slo-ms", type=float, default=50.0)
@@ -61,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="RPC/s added per calibration step")
     ap.add_argument("--calibration-seconds", type=float, default=10.0,
                     help="seconds per calibration step")
+    ap.add_argument("--calibration", type=Path,
+                    help="reuse the pod calibration of an earlier --calibrate-only run "
+                         "(its JSON) instead of measuring one now")
     ap.add_argument("--calibrate-only", action="store_true",
                     help="only one pod's curve and what Prometheus saw of it "
                          "(real_loop_calibration.json)")
@@ -105,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with real_run.operator(setup, work / "operator.log"):
-            cal = real_run.calibrate(setup, step=args.calibration_step,
-                                    seconds=args.calibration_seconds)
+            if args.calibration is not None:
+                cal = calibration_from(json.loads(args.calibration.read_text()))
+                doc["calibration_from"] = str(args.calibration)
+            else:
+                cal = real_run.calibrate(setup, step=args.calibration_step,
+                                         seconds=args.calibration_seconds)
             doc["calibration"] = {"steps": cal.steps, "saturation_qps": cal.saturation_qps,
                                   "idle_p99_ms": cal.idle_p99_ms}
             print(f"calibration: {json.dumps(doc['calibration'])}", flush=True)
