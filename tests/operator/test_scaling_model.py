@@ -137,37 +137,38 @@ def test_a_breach_lowers_capacity_at_once_below_the_load_it_happened_at() -> Non
     tuning = LearningTuning()
     prior = prior_capacity(50.0, TARGET_MS, tuning)
     assert prior.model(tuning).load_for_p99(TARGET_MS) > 500  # what let it scale back down
-    cap = breached(prior, 130.0, 1.0, tuning, TARGET_MS)
+    cap = breached(prior, 130.0, 1.0, tuning, TARGET_MS, saturated=True)
     assert cap.breach_qps == 130.0 and cap.source == "learned"
     plans = cap.model(tuning).load_for_p99(TARGET_MS)
     assert plans == pytest.approx(0.9 * 130.0)
     assert cap.throughput_qps < prior.throughput_qps
     # A second breach at a lower load lowers it further; one at a higher load does not raise.
-    lower = breached(cap, 60.0, 2.0, tuning, TARGET_MS)
+    lower = breached(cap, 60.0, 2.0, tuning, TARGET_MS, saturated=True)
     assert lower.breach_qps == 60.0
     assert lower.model(tuning).load_for_p99(TARGET_MS) == pytest.approx(54.0)
-    assert breached(lower, 90.0, 3.0, tuning, TARGET_MS).breach_qps == 60.0
-    assert breached(lower, math.nan, 3.0, tuning, TARGET_MS) is lower
+    assert breached(lower, 90.0, 3.0, tuning, TARGET_MS, saturated=True).breach_qps == 60.0
+    assert breached(lower, math.nan, 3.0, tuning, TARGET_MS, saturated=True) is lower
 
 
-def test_a_latency_breach_sets_what_the_p99_at_that_load_implies_at_once() -> None:
+def test_a_latency_breach_plans_at_most_that_load_at_once_without_a_ceiling() -> None:
     tuning = LearningTuning()
     prior = prior_capacity(50.0, TARGET_MS, tuning)
-    cap = breached(prior, 100.0, 1.0, tuning, TARGET_MS, p99_ms=60.0)
-    assert cap.model(tuning).p99_ms(100.0) == pytest.approx(60.0)
-    assert cap.model(tuning).load_for_p99(TARGET_MS) < 100.0
+    cap = breached(prior, 100.0, 1.0, tuning, TARGET_MS)
+    assert cap.model(tuning).load_for_p99(TARGET_MS) == pytest.approx(100.0)
     assert cap.breach_qps is None  # the latency will keep saying it: no ceiling needed
 
 
 def test_a_breach_never_raises_an_estimate_that_is_already_lower() -> None:
     tuning = LearningTuning()
     low = LearnedCapacity(100.0, 2.5, samples=5, source="learned")
+    assert breached(low, 130.0, 1.0, tuning, TARGET_MS, saturated=True).throughput_qps == 100.0
     assert breached(low, 130.0, 1.0, tuning, TARGET_MS).throughput_qps == 100.0
 
 
 def test_quiet_samples_cannot_lift_capacity_past_a_breach() -> None:
     tuning = LearningTuning()
-    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS)
+    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS,
+                   saturated=True)
     for i in range(50):  # two pods at 30 qps each, their own p99 reading 2 ms
         cap = learn(cap, 30.0, 2.0, float(i), tuning, TARGET_MS)
     assert cap.breach_qps == 60.0
@@ -176,7 +177,8 @@ def test_quiet_samples_cannot_lift_capacity_past_a_breach() -> None:
 
 def test_serving_more_than_the_breach_load_within_the_slo_lifts_the_ceiling() -> None:
     tuning = LearningTuning()
-    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS)
+    cap = breached(prior_capacity(50.0, TARGET_MS, tuning), 60.0, 0.0, tuning, TARGET_MS,
+                   saturated=True)
     over = learn(cap, 80.0, 60.0, 1.0, tuning, TARGET_MS)  # over the target: no evidence
     assert over.breach_qps == 60.0
     within = cap

@@ -86,13 +86,14 @@ def test_scale_up_step_limits_follow_the_spec() -> None:
 def test_p99_breach_the_model_does_not_explain_panics_and_corrects_the_model_at_once() -> None:
     obs = sample(20_000, 6, p99_ms=80.0)  # model says ~6 ms at 3.3k/replica
     d = decide(obs, 6).decisions["stable"]
-    # At least half more at once; here more, because the breach taught the model that 3.3k
-    # per replica gives 80 ms: what it now plans per replica at the target is under that.
-    assert (d.desired, d.reason) == (10, "PanicScaleUp")
-    assert d.capacity_qps is not None and d.capacity_qps < 20_000 / 6
+    # Half more at once, and the model learns at once that 3.3k per replica is too much: what
+    # it plans per replica at the target is now at most that.
+    assert (d.desired, d.reason) == (9, "PanicScaleUp")
+    assert d.capacity_qps is not None and d.capacity_qps <= 20_000 / 6 + 1e-6
     # A breach during a burst (the stable window within the SLO) panics by half, no lesson.
     burst = decide(sample(20_000, 6, p99_ms=20.0, p99_short_ms=80.0), 6).decisions["stable"]
     assert (burst.desired, burst.reason) == (9, "PanicScaleUp")
+    assert burst.capacity_qps is not None and burst.capacity_qps > 20_000 / 6
 
 
 def test_no_panic_while_pods_are_still_starting() -> None:
@@ -367,8 +368,8 @@ def test_a_breach_during_a_jump_in_load_panics_but_teaches_no_capacity() -> None
     assert plan.decisions["stable"].reason == "PanicScaleUp"
     assert plan.state.tracks["stable"].capacity.breach_qps is None
     # Under a steady load with p99 over the SLO in both windows: a lesson (from the p99).
-    steady = sample(20_000, 3, p99_ms=400.0, p99_short_ms=400.0)
+    steady = sample(12_000, 3, p99_ms=400.0, p99_short_ms=400.0)
     assert decide(steady, 3).state.tracks["stable"].capacity.throughput_qps < 8575.0
     # A burst inside the windows (the stable window's p99 within the SLO) is not.
-    burst = sample(20_000, 3, p99_ms=20.0, p99_short_ms=400.0)
+    burst = sample(12_000, 3, p99_ms=20.0, p99_short_ms=400.0)
     assert decide(burst, 3).state.tracks["stable"].capacity.throughput_qps == 8575.0

@@ -12,8 +12,8 @@ at most a fraction of its error, and a wrong prior is forgotten after a handful 
 
 A breach is not a sample to average (`breached`): p99 over the SLO, or the pod saturated, at a
 per-replica load q says the replica cannot take q, and the estimate drops at once, not by the
-learning rate. A latency breach sets it to what the measured p99 at q implies (so the load
-planned at the target is under q; later samples refine it as usual). A saturated pod (CPU-
+learning rate. After a latency breach the load planned per replica at the p99 target is at most
+q (later samples refine it as usual: the latency keeps saying it). A saturated pod (CPU-
 throttled) says nothing through its latency: a throttled pod looked idle to its own histogram
 while clients waited 35 ms (docs/autoscaling.md). Then sizing plans at most
 (1 - breach_margin) x q per replica and q is kept as a ceiling that quiet samples cannot lift;
@@ -142,24 +142,20 @@ def learn(cap: LearnedCapacity, per_replica_qps: float, p99_ms: float, now: floa
 
 
 def breached(cap: LearnedCapacity, per_replica_qps: float, now: float, tuning: LearningTuning,
-             target_p99_ms: float, p99_ms: float | None = None) -> LearnedCapacity:
-    """The SLO was breached at `per_replica_qps` q per replica: with the `p99_ms` measured
-    there, or (None) the pods were saturated and their latency cannot say by how much.
+             target_p99_ms: float, saturated: bool = False) -> LearnedCapacity:
+    """The SLO was breached at `per_replica_qps` q per replica: p99 over the SLO, or
+    (`saturated`) the pods were CPU-throttled and their latency cannot say by how much.
 
-    At once, not by the learning rate. Latency: the saturation throughput that predicts that
-    p99 at q, if lower (the load planned at the target is then under q). Saturation: the
-    estimate drops so that the load planned per replica at the target is at most
-    (1 - breach_margin) x q, and q (or an earlier, lower one) is kept as the ceiling `learn`
-    respects.
+    At once, not by the learning rate: the estimate drops, if it is higher, so that the load
+    the model plans per replica at the p99 target is at most q (latency), or at most
+    (1 - breach_margin) x q with q (or an earlier, lower one) kept as the ceiling `learn`
+    respects (saturation).
     """
     if not math.isfinite(per_replica_qps) or per_replica_qps <= 0:
         return cap
-    if p99_ms is not None:
-        inferred = infer_throughput(per_replica_qps, p99_ms, min(cap.base_ms, p99_ms),
-                                    tuning.tail_factor)
-        if inferred is None or not math.isfinite(p99_ms):
-            return cap
-        return replace(cap, throughput_qps=min(cap.throughput_qps, inferred),
+    if not saturated:
+        mu = infer_throughput(per_replica_qps, target_p99_ms, cap.base_ms, tuning.tail_factor)
+        return replace(cap, throughput_qps=min(cap.throughput_qps, mu or cap.throughput_qps),
                        samples=cap.samples + 1, source="learned", updated_at=now)
     ceiling = per_replica_qps if cap.breach_qps is None else min(cap.breach_qps,
                                                                  per_replica_qps)

@@ -370,12 +370,9 @@ def decide_scaling(spec: ScalingSpec, slo: SLOSpec, tracks: Mapping[str, TrackVi
         if panic and isinstance(own, _Usable) and view.ready > 0 and _sustained(
                 own, breach, slo_ms, prev, tuning):
             m = own.sample
-            if breach is not None and breach.startswith("CPU"):  # over the panic window
-                cap = breached(cap, (m.qps if m.qps_short is None else m.qps_short)
-                               / view.ready, now, tuning.learning, target_ms)
-            else:  # p99 over the SLO in the stable window too (_sustained): learn from it
-                cap = breached(cap, m.qps / view.ready, now, tuning.learning, target_ms,
-                               m.p99_ms)
+            cap = breached(cap, (m.qps if m.qps_short is None else m.qps_short) / view.ready,
+                           now, tuning.learning, target_ms,
+                           saturated=breach is not None and breach.startswith("CPU"))
         elif breach is None and isinstance(own, _Usable) and _learnable(
                 own, view, prev, steady_since, now, tuning):
             cap = learn(cap, own.sample.qps / view.ready, own.sample.p99_ms or 0.0, now,
