@@ -331,6 +331,8 @@ def test_cpu_throttling_is_a_breach_even_when_the_servers_p99_reads_low() -> Non
     assert second.state.tracks["stable"].capacity.breach_qps == 130.0  # cooling: no change
     calm = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.06))])[0]
     assert calm.decisions["stable"].desired == 1  # a few throttled periods are not a breach
+    starting = run_small([(1, pod_sample(0.0, NOW, throttled_fraction=0.92))])[0]
+    assert starting.decisions["stable"].desired == 1  # start-up work, not requests waiting
 
 
 def test_after_a_breach_the_same_load_is_never_scaled_back_down() -> None:
