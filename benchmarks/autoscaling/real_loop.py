@@ -63,6 +63,40 @@ def calibration_from(doc: dict[str, Any]) -> real_run.Calibration:
         idle_p99_ms=float(doc["calibration"]["idle_p99_ms"]), steps=steps)
 
 
+def result_from(doc: dict[str, Any]) -> real_run.RunResult:
+    """The RunResult a real_loop.json holds (its timeline and the run's fields)."""
+    tl = real_run.Timeline(
+        chunks=[real_run.Chunk(**c) for c in doc["timeline"]["chunks"]],
+        samples=[real_run.Sample(**x) for x in doc["timeline"]["samples"]],
+        events=[(float(t), str(w)) for t, w in doc["timeline"]["events"]])
+    run = dict(doc["run"])
+    run["outage"] = tuple(run["outage"])
+    run["outage_replicas"] = tuple(run["outage_replicas"])
+    return real_run.RunResult(timeline=tl, **run)
+
+
+def replot(path: Path, out: Path) -> int:
+    """The replay, comparison and PNG again from a finished run's JSON (no cluster)."""
+    doc = json.loads(path.read_text())
+    res, cal = result_from(doc), calibration_from(doc)
+    st = doc["setup"]
+    spec = ScalingSpec.model_validate({
+        "minReplicas": st["min_replicas"], "maxReplicas": st["max_replicas"],
+        "scaleDown": {"stabilizationWindow": st["scale_down_window"]}})
+    replay = real_report.replay_setup(
+        res, spec, SLOSpec(p99_latency=f"{st['slo_p99_ms']:g}ms"),
+        startup_s=float(doc["measured_pod_startup_s"]), scrape_s=int(st["scrape_s"]),
+        loop_s=int(st["autoscale_s"]), window=st["window"], panic_window=st["panic_window"])
+    comparison, _ = real_report.report(
+        res, cal, replay, out / "real_loop.png",
+        f"real pods (CPU limit {st['cpu_limit']}, SLO {st['slo_p99_ms']:g} ms) vs the "
+        "simulator's prediction")
+    if comparison != doc["comparison"]:
+        print("the comparison differs from the one recorded (the simulator changed)")
+    print(json.dumps(comparison, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slo-ms", type=float, default=50.0)
@@ -75,10 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=Path,
                     help="reuse the pod calibration of an earlier --calibrate-only run "
                          "(its JSON) instead of measuring one now")
+    ap.add_argument("--from-json", type=Path,
+                    help="no cluster: redo the simulator's replay, the comparison and the PNG "
+                         "from a real_loop.json this script wrote")
     ap.add_argument("--calibrate-only", action="store_true",
                     help="only one pod's curve and what Prometheus saw of it "
                          "(real_loop_calibration.json)")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        return replot(args.from_json, args.out)
     os.environ.setdefault(devnode.MODE_ENV, "require")
     was_up = any(c.healthy for c in cluster.status())
     info = cluster.ensure_up()

@@ -99,7 +99,8 @@ def plot(setup: RunSetup, asked: np.ndarray, ready: np.ndarray, real_p99: np.nda
     ax_rep.legend(loc="upper left", fontsize=8)
     tw = np.arange(len(real_p99)) * WINDOW_S + WINDOW_S / 2
     sim = predicted_p99(fleet)[:len(real_p99)]
-    finite = np.where(np.isfinite(real_p99), real_p99, 2000.0)  # failures drawn at the top
+    # Failed requests (an infinite p99) drawn at the top; windows with no load (NaN) not at all.
+    finite = np.where(np.isinf(real_p99), 2000.0, real_p99)
     ax_p99.plot(tw, np.maximum(finite, 0.5), "o-", color="#d62728", ms=3, lw=1.2,
                 label="real: client p99 (failures on top)")
     ax_p99.plot(tw[:len(sim)], np.maximum(np.where(setup.offered[::WINDOW_S][:len(sim)] > 0,
