@@ -99,7 +99,7 @@ class Worker:
             LateAnswerFilter(lambda: self.engine.recorder.expired("at_send")))
         server = grpc.aio.server(options=server_options(config, config.grace_period_seconds))
         add_scorer(ScorerServicer(self.engine, config.track, self.features), server)
-        add_inference(InferenceServicer(self.engine, config.track), server)
+        add_inference(InferenceServicer(self.engine, config.track, self.features), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (V1_SERVICE, OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -96,3 +96,71 @@ def test_entity_key_without_online_features_is_invalid(start_scorer: StartScorer
             event_id="x", entity_key="s1", features=[0.0] * 24)), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "reads no online features" in (err.value.details() or "")
+
+
+def oip_request(rows: np.ndarray[Any, Any], keys: list[str] | None, raw: bool = False,
+                outputs: list[str] | None = None) -> Any:
+    from scorefleet.scorer.protos import oip_pb2
+
+    req = oip_pb2.ModelInferRequest(model_name="phish", id="r1")
+    features = req.inputs.add(name="x", datatype="FP32", shape=list(rows.shape))
+    if keys is not None:
+        entity = req.inputs.add(name="entity_key", datatype="BYTES", shape=[len(keys)])
+    if raw:
+        req.raw_input_contents.append(rows.astype("<f4").tobytes())
+        if keys is not None:
+            req.raw_input_contents.append(b"".join(
+                len(k.encode()).to_bytes(4, "little") + k.encode() for k in keys))
+    else:
+        features.contents.fp32_contents.extend(rows.ravel().tolist())
+        if keys is not None:
+            entity.contents.bytes_contents.extend(k.encode() for k in keys)
+    for name in outputs or []:
+        req.outputs.add(name=name)
+    return req
+
+
+def test_oip_model_infer_takes_entity_keys(redis_server: RedisServer,
+                                           start_scorer: StartScorer, models: Models,
+                                           topic_prefix: str) -> None:
+    rows = event_rows(20)
+    client = redis.Redis.from_url(redis_server.url)
+    put_sender_features(client, topic_prefix, rows, senders=10)
+    client.close()
+    scorer = start_scorer({"model": models.ref("v1"), "onlineFeatures": features_config(
+        redis_server.address, topic_prefix, defaults=[0.5] * 8)}).wait_serving()
+    want = local_scores(models, full_rows(rows, senders=10))
+    keys = [f"s{i % 10}" for i in range(20)]
+    # contents and raw: own 24 features + the sender's 8; features_missing says none missed.
+    for raw in (False, True):
+        got = scorer.oip.ModelInfer(oip_request(rows[:, :INLINE], keys, raw), timeout=10)
+        outputs = {o.name: i for i, o in enumerate(got.outputs)}
+        assert list(outputs) == ["score", "decision", "features_missing"]
+        if raw:
+            scores = np.frombuffer(got.raw_output_contents[0], dtype="<f4")
+            flags = np.frombuffer(got.raw_output_contents[2], dtype=np.uint8).astype(bool)
+        else:
+            scores = np.array(got.outputs[0].contents.fp32_contents, dtype=np.float32)
+            flags = np.array(got.outputs[2].contents.bool_contents, dtype=bool)
+        np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
+        assert not flags.any()
+    # An unknown sender: the defaults, flagged; only the outputs asked for.
+    unknown = scorer.oip.ModelInfer(oip_request(rows[:1, :INLINE], ["nobody"],
+                                                outputs=["features_missing"]), timeout=10)
+    assert [o.name for o in unknown.outputs] == ["features_missing"]
+    assert list(unknown.outputs[0].contents.bool_contents) == [True]
+    # Without keys, the request carries every feature, as before.
+    plain = scorer.oip.ModelInfer(oip_request(full_rows(rows, senders=10), None), timeout=10)
+    np.testing.assert_allclose(plain.outputs[0].contents.fp32_contents, want, rtol=1e-5,
+                               atol=1e-6)
+    # Bad combinations name the problem.
+    for request, says in [
+        (oip_request(rows[:, :INLINE], keys[:5]), "5 entity keys for 20 rows"),
+        (oip_request(full_rows(rows, senders=10), keys), "expected [N, 24]"),
+        (oip_request(rows[:, :INLINE], [""] * 20), "non-empty"),
+        (oip_request(rows[:, :INLINE], None, outputs=["features_missing"]), "unknown output"),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            scorer.oip.ModelInfer(request, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert says in (err.value.details() or ""), err.value.details()
