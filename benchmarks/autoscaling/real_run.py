@@ -350,6 +350,7 @@ class RunResult:
     pods_that_served: int = 0
     pods_at_peak: int = 0
     worst_p99_before_up: float = 0.0  # client p99 of the worst chunk before the scale-up
+    ramp_cpu: float = 0.0  # the most CPU (share of the limit) one pod used during the ramp
     fewest_under_load: int = 0  # fewest replicas between the scale-up and the load's end
 
 
@@ -399,6 +400,7 @@ def run(s: Setup, ramp_step: float = 25.0, hold_s: float = 180.0, outage_s: floa
                 chunk = wait("a second chunk at this rate",
                              _chunk_since(timeline, chunk.start + 0.1), CHUNK_S * 4, 0.2)
             cpu = pod_signals(s, name, 2 * CHUNK_S).get("cpu_utilization") or 0.0
+            res.ramp_cpu = max(res.ramp_cpu, cpu)
             sample = watcher.last()
             if ((chunk.p99_ms >= 0.7 * s.slo_ms and cpu >= 0.7) or cpu >= 0.9
                     or (sample is not None and sample.replicas > 1)):
