@@ -199,13 +199,18 @@ def within_slo(info: cluster.ClusterInfo, sizes: list[int], per_pod: float, *,
     return rows
 
 
-def capacity(rows: list[Any]) -> int:
-    """Pods held within the SLO: the largest step below the first that did not hold."""
-    held = 0
+def capacity(rows: list[Any], misses_in_a_row: int = 2) -> int:
+    """Pods held within the SLO: the largest step that held below the first `misses_in_a_row`
+    steps in a row that did not (the rule that ends the run: a lone missed step between held
+    ones is one bad sample on a shared machine, and stays visible in the rows)."""
+    held, run = 0, 0
     for row in rows:
-        if not row.get("within_slo"):
+        if row.get("within_slo"):
+            held, run = row["pods"], 0
+            continue
+        run += 1
+        if run >= misses_in_a_row:
             break
-        held = row["pods"]
     return held
 
 

@@ -39,4 +39,12 @@ def test_a_step_holds_only_when_every_sample_is_within_the_slo(
     assert rows[2]["p99_ms"] == [12.0, 30.0, 14.0] and len(rows[2]["samples"]) == 3
     assert real_pods.capacity(rows) == 8
     assert real_pods.capacity([{"pods": 4, "within_slo": False}]) == 0
-    assert real_pods.capacity(rows[:2]) == 8
+    assert real_pods.capacity(rows[:3]) == 8  # a miss at the top: the step below it
+
+
+def test_a_lone_missed_step_between_held_ones_does_not_set_the_count() -> None:
+    # One bad sample at 4 pods (someone else's work), then 8 and 12 held, 16 and 20 missed.
+    held = {4: False, 8: True, 12: True, 16: False, 20: False, 24: True}
+    rows = [{"pods": n, "within_slo": ok} for n, ok in held.items()]
+    assert real_pods.capacity(rows) == 12  # 24 lies past two misses in a row
+    assert real_pods.capacity(rows, misses_in_a_row=1) == 0
