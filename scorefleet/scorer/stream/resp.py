@@ -85,13 +85,16 @@ def _exchange(sock: socket.socket, payload: bytes, replies: int, deadline: float
     sock.settimeout(_left(deadline))
     sock.sendall(payload)
     reader = hiredis.Reader()
+    # recv_into one 64 KB buffer: recv(1 MB) allocates (mmap) a fresh 1 MB per call, ~35 us
+    # more per call than this (measured), two or three calls per 500-key batch.
+    buf = bytearray(1 << 16)
     out: list[Any] = []
     while len(out) < replies:
         sock.settimeout(_left(deadline))
-        data = sock.recv(1 << 20)
-        if not data:
+        size = sock.recv_into(buf)
+        if not size:
             raise ConnectionError("Redis closed the connection")
-        reader.feed(data)
+        reader.feed(buf, 0, size)  # type: ignore[arg-type]  # any buffer; the stub says bytes
         reply = reader.gets()
         while reply is not False:
             out.append(reply)
