@@ -4,6 +4,10 @@ answer names it). A canary's weight is visible in the requests each track serves
 abort the requests are served by the stable track only. Prints the measured figures: each
 track's share, and how many requests the candidate served after the abort and for how long,
 beside the time its address took to leave the Service's endpoints (endpoint propagation).
+
+The analysis on the same pods: the operator judges what Prometheus discovered and scraped from
+them; a candidate failing its requests is rolled back (prints the time from the first bad
+interval to the rollback, in intervals), a good one is promoted to full.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -61,6 +66,7 @@ class Answers:
     rows: list[tuple[float, str, str]] = field(default_factory=list)  # (t, track, version)
     codes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # end time of each failed RPC
 
     def tracks(self, after: float = 0.0, before: float = float("inf")) -> Counter[str]:
         return Counter(track for t, track, _ in self.rows if after <= t < before)
@@ -69,8 +75,10 @@ class Answers:
         return f"{dict(self.codes)} by track {dict(self.tracks())} {self.failures[:3]}"
 
 
-def send(target: str, rate: float, seconds: float, workers: int = 4) -> Answers:
-    """Open-loop load as load.run sends it, but tallying which track answered each RPC."""
+def send(target: str, rate: float, seconds: float, workers: int = 4,
+         stop: threading.Event | None = None) -> Answers:
+    """Open-loop load as load.run sends it, but tallying which track answered each RPC; for
+    `seconds` at most, less if `stop` is set."""
     out = Answers()
     lock = threading.Lock()
     request = v1_pb2.ScoreRequest(event=v1_pb2.Event(event_id="r", features=[0.2] * 32))
@@ -82,7 +90,7 @@ def send(target: str, rate: float, seconds: float, workers: int = 4) -> Answers:
 
         def work(offset: float) -> None:
             due = start + offset
-            while due < start + seconds:
+            while due < start + seconds and not (stop and stop.is_set()):
                 time.sleep(max(0.0, due - time.monotonic()))
                 try:
                     reply = stub.Score(request, timeout=2)
@@ -93,6 +101,7 @@ def send(target: str, rate: float, seconds: float, workers: int = 4) -> Answers:
                     with lock:
                         out.codes[err.code().name] += 1
                         out.failures.append(f"{err.code().name}: {err.details()}")
+                        out.failed_at.append(time.monotonic())
                 due += step
 
         threads = [threading.Thread(target=work, args=(i * step / workers,), daemon=True)
@@ -190,3 +199,206 @@ def test_canary_weight_is_what_real_requests_see_and_after_an_abort_only_stable_
     sp = status(ns, name)
     assert sp["stable"]["version"] == "v1" and sp["phase"] == "Failed"
     kubectl("wait", "-n", ns, "--for=condition=RolledBack", f"sp/{name}", "--timeout=30s")
+
+
+INTERVAL = 10  # seconds per analysis interval in the analysed pipelines below
+RESYNC = 1  # real_pods.operator's SCOREFLEET_RESYNC_SECONDS
+
+
+def analysed_pipeline(name: str, models: Models, store_url: str, version: str) -> str:
+    """2 stable pods; one canary step of 33% with no pause and no gate: analysed for one
+    interval, then promoted, unless `failureLimit` (2, the default) intervals fail first."""
+    base: str = pipeline_yaml(name, models, store_url, replicas=2, version=version)
+    return base + f"""\
+  rollout:
+    canary: {{steps: [{{weight: 33}}]}}
+    analysis: {{interval: {INTERVAL}s, minRequestCount: 20}}
+"""
+
+
+def fixed_batch_model(models: Models, version: str = "v3") -> None:
+    """v1 exported with a fixed batch size of 2 (its output reshaped to [2], not [-1]): it
+    loads, passes the scorer's warm-up (which scores 2 rows) and so its pod turns Ready, then
+    fails every request of one event with INTERNAL, as a model traced at one batch size does."""
+    import hashlib
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(models.dir / "model-v1.onnx"))
+    (flat,) = [t for t in model.graph.initializer if t.name == "flat"]
+    flat.CopyFrom(numpy_helper.from_array(np.array([2], dtype=np.int64), "flat"))
+    model.model_version = int(version.lstrip("v"))
+    for prop in model.metadata_props:
+        if prop.key == "scorefleet.version":
+            prop.value = version
+    data = model.SerializeToString()
+    name = f"model-{version}.onnx"
+    (models.dir / name).write_bytes(data)
+    models.sha256[name] = hashlib.sha256(data).hexdigest()
+
+
+def candidate_pods(ns: str, name: str) -> list[dict[str, Any]]:
+    return [p for p in scorer_pods(ns, name)
+            if p["metadata"]["labels"]["scorefleet.io/track"] == "candidate"]
+
+
+def seconds(later: str, earlier: str) -> float:
+    def parse(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+    return parse(later) - parse(earlier)
+
+
+def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
+        cluster_operator: Any, real_namespace: str, models: Models) -> None:
+    """v3 loads and turns Ready but fails every request: the operator, judging what Prometheus
+    discovered and scraped from the real pods, rolls it back while real requests through the
+    cluster DNS are split by the Replicas router; afterwards only stable v1 answers."""
+    node, ns, name = cluster_operator, real_namespace, "bad"
+    fixed_batch_model(models)
+    real_pods.publish_models(models, node)
+    target = load.headless_target(name, ns, node.dns)
+    kubectl("apply", "-n", ns, "-f", "-",
+            stdin=analysed_pipeline(name, models, node.model_store_url, "v1"))
+    wait_ready_pods(ns, name, 2)
+    eventually("v1 stable", lambda: status(ns, name).get("phase") == "Ready", timeout=120)
+
+    stop = threading.Event()
+    results: list[Answers] = []
+    loader = threading.Thread(target=lambda: results.append(
+        send(target, rate=60, seconds=150, stop=stop)))
+    loader.start()
+    try:
+        kubectl("apply", "-n", ns, "-f", "-",
+                stdin=analysed_pipeline(name, models, node.model_store_url, "v3"))
+        started = eventually("canary step in effect", lambda: (
+            status(ns, name).get("canary") or {}).get("stepStartedAt"), timeout=120)
+        # Each judged interval's end, to find where the first bad one began.
+        judged: list[tuple[str, str | None, int]] = []  # (lastRunAt, lastResult, failures)
+
+        def finished() -> dict[str, Any] | None:
+            s = status(ns, name)
+            a = s.get("analysis") or {}
+            if a.get("lastRunAt") and (not judged or judged[-1][0] != a["lastRunAt"]):
+                judged.append((a["lastRunAt"], a.get("lastResult"), a.get("failures", 0)))
+            return s if s.get("rollout", {}).get("phase") in ("Failed", "Succeeded") else None
+
+        done = eventually("rollout judged", finished, timeout=120, interval=0.2)
+        seen_done = time.monotonic()
+        seen_gone = eventually("candidate scaled to zero", lambda: time.monotonic()
+                               if not candidate_pods(ns, name) else None,
+                               timeout=60, interval=0.2)
+        time.sleep(DRAIN_DELAY + 2)  # its open connections end with its drain
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+    (load_seen,) = results
+    rollout, analysis = done["rollout"], done["analysis"]
+    assert rollout["phase"] == "Failed", (rollout, analysis)
+
+    # Why, with the numbers: the failed check's measured value beside its threshold, in
+    # status and in the rollback's Event.
+    checks = {c["metric"]: c for c in analysis["checks"]}
+    error_rate = checks["errorRate"]
+    assert error_rate["result"] == "Failed", analysis
+    assert error_rate["measured"] > error_rate["threshold"], error_rate
+    assert analysis["failures"] == 2  # failureLimit, the default
+
+    def rollback_events() -> list[dict[str, Any]] | None:
+        events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
+                                    f"involvedObject.name={name}"))["items"]
+        # The transition's own Event, not the conditions' change Events of the same reason.
+        return [e for e in events if e["reason"] == "RolledBack" and not e["message"]
+                .startswith(("Promoted is", "RolledBack is"))] or None
+
+    (rolled_back,) = eventually("the rollback's Event", rollback_events, timeout=30)
+    assert "errorRate" in rolled_back["message"], rolled_back["message"]
+    assert f"> {error_rate['threshold']:g}" in rolled_back["message"], rolled_back["message"]
+
+    # Traffic back on stable, in status and in who answers.
+    eventually("status: candidate at 0 of 0 replicas", lambda: (
+        status(ns, name).get("replicas") or {}).get("candidate") == {"desired": 0, "ready": 0},
+        timeout=30)
+    assert done["stable"]["version"] == "v1" and done["phase"] == "Failed"
+    replicas = kubectl("get", "deployment", f"{name}-candidate", "-n", ns,
+                       "-o", "jsonpath={.spec.replicas}")
+    assert replicas == "0"
+    kubectl("wait", "-n", ns, "--for=condition=RolledBack", f"sp/{name}", "--timeout=30s")
+    failed_candidate = load_seen.codes["INTERNAL"]
+    assert failed_candidate > 0, load_seen.summary()  # the candidate did take requests
+    assert set(load_seen.codes) <= {"OK", "INTERNAL"}, load_seen.summary()
+    # v3 answers only the rare batch of exactly two requests.
+    assert {v for _, _, v in load_seen.rows} <= {"v1", "v3"}, load_seen.summary()
+    v3_answers = sum(1 for _, _, v in load_seen.rows if v == "v3")
+    last_failure = max(load_seen.failed_at) - seen_done
+    # Its last failure comes at most when its pod was gone, plus its drain (+ 1 s of slack).
+    assert max(load_seen.failed_at) <= seen_gone + DRAIN_DELAY + 1.0
+    final = send(target, rate=60, seconds=5)
+    assert final.codes == Counter(OK=final.codes["OK"]), final.summary()
+    assert {(track, version) for _, track, version in final.rows} == {("stable", "v1")}
+
+    # How fast: the first interval measured bad starts where the interval before it ended
+    # (or at the step's start); failureLimit 2 means two bad intervals, each judged by the
+    # first resync after it ends.
+    first_bad = next(i for i, (_, result, _) in enumerate(judged) if result == "Failed")
+    bad_start = judged[first_bad - 1][0] if first_bad else started
+    from_bad = seconds(rollout["finishedAt"], bad_start)
+    from_step = seconds(rollout["finishedAt"], started)
+    print(f"\nROLLBACK ON REAL PODS: {from_bad:.0f} s from the start of the first bad "
+          f"interval to Failed ({from_bad / INTERVAL:.2f} intervals of {INTERVAL} s), "
+          f"{from_step:.0f} s from the step's start ({from_step / INTERVAL:.2f} intervals); "
+          f"intervals judged {[(t, r) for t, r, _ in judged]}; errorRate "
+          f"{error_rate['measured']} > {error_rate['threshold']}; requests failed by the "
+          f"candidate {failed_candidate} (answered {v3_answers}), the last "
+          f"{last_failure:+.2f} s from Failed seen, {seen_gone - seen_done:.2f} s to its pod "
+          f"gone; "
+          f"load {dict(load_seen.codes)}")
+    assert from_bad <= 2 * (INTERVAL + RESYNC) + 2
+
+
+def test_a_good_candidate_is_promoted_to_full_on_the_analysis(
+        cluster_operator: Any, real_namespace: str, models: Models) -> None:
+    """v2, healthy, passes its one analysed interval under real traffic and is promoted: the
+    stable track re-templated to v2, the candidate track removed, and every answer afterwards
+    comes from v2."""
+    node, ns, name = cluster_operator, real_namespace, "good"
+    target = load.headless_target(name, ns, node.dns)
+    kubectl("apply", "-n", ns, "-f", "-",
+            stdin=analysed_pipeline(name, models, node.model_store_url, "v1"))
+    wait_ready_pods(ns, name, 2)
+    eventually("v1 stable", lambda: status(ns, name).get("phase") == "Ready", timeout=120)
+
+    stop = threading.Event()
+    results: list[Answers] = []
+    loader = threading.Thread(target=lambda: results.append(
+        send(target, rate=60, seconds=150, stop=stop)))
+    loader.start()
+    try:
+        kubectl("apply", "-n", ns, "-f", "-",
+                stdin=analysed_pipeline(name, models, node.model_store_url, "v2"))
+        done = eventually("rollout finished", lambda: (
+            s if (s := status(ns, name)).get("rollout", {}).get("phase") in (
+                "Failed", "Succeeded") else None), timeout=150, interval=0.5)
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+    (during,) = results
+    assert done["rollout"]["phase"] == "Succeeded", (done["rollout"], done.get("analysis"))
+    assert done["stable"]["version"] == "v2" and done["analysis"]["failures"] == 0
+    assert {v for _, _, v in during.rows} == {"v1", "v2"}, during.summary()
+    kubectl("wait", "-n", ns, "--for=condition=Promoted", f"sp/{name}", "--timeout=30s")
+    eventually("candidate track removed", lambda: not kubectl(
+        "get", "deployment", f"{name}-candidate", "-n", ns, "--ignore-not-found").strip(),
+        timeout=60)
+    pods = wait_ready_pods(ns, name, 2)
+    assert {p["metadata"]["labels"]["scorefleet.io/track"] for p in pods} == {"stable"}
+    time.sleep(DRAIN_DELAY + 1)  # the replaced pods' drain ends
+    final = send(target, rate=60, seconds=5)
+    assert final.codes == Counter(OK=final.codes["OK"]), final.summary()
+    assert {(track, version) for _, track, version in final.rows} == {("stable", "v2")}
+    took = seconds(done["rollout"]["finishedAt"], done["rollout"]["startedAt"])
+    print(f"\nPROMOTION ON REAL PODS: Succeeded {took:.0f} s after the rollout started; "
+          f"requests during it {during.summary()}; afterwards "
+          f"{len(final.rows)} of {len(final.rows)} answers from stable v2")
