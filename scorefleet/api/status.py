@@ -16,6 +16,10 @@ from scorefleet.api.spec import EnvVar
 Phase = Literal["Pending", "Ready", "Progressing", "Paused", "Degraded", "Failed"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 CheckResult = Literal["Successful", "Failed", "Inconclusive"]
+# A check's own result may also be NotCompared: a comparison with the stable track that has no
+# stable side by construction (the stable track of a stream pipeline scores outside gRPC). It
+# never decides an interval; the interval's result is one of CheckResult.
+CheckOutcome = Literal["Successful", "Failed", "Inconclusive", "NotCompared"]
 RolloutPhase = Literal["Shadow", "Canary", "Promoting", "Succeeded", "Failed", "Aborted"]
 Strategy = Literal["Canary", "Shadow", "ShadowThenCanary"]
 
@@ -169,7 +173,7 @@ class AnalysisCheck(CamelModel):
     """One metric judged at one analysis interval: measured value beside its threshold."""
 
     metric: str
-    result: CheckResult
+    result: CheckOutcome
     measured: float | None = None
     threshold: float | None = None
     comparator: Literal["<=", ">="] = "<="

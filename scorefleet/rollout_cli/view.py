@@ -15,7 +15,8 @@ from rich.text import Text
 
 Obj = dict[str, Any]
 
-_RESULT_STYLE = {"Successful": "green", "Failed": "bold red", "Inconclusive": "yellow"}
+_RESULT_STYLE = {"Successful": "green", "Failed": "bold red", "Inconclusive": "yellow",
+                 "NotCompared": "dim"}
 _PHASE_STYLE = {"Ready": "green", "Succeeded": "green", "Progressing": "cyan", "Canary": "cyan",
                 "Shadow": "cyan", "Promoting": "cyan", "Paused": "yellow", "Pending": "yellow",
                 "Degraded": "bold red", "Failed": "bold red", "Aborted": "red"}

@@ -123,6 +123,34 @@ def test_stable_without_data_makes_relative_checks_inconclusive() -> None:
     assert checks(v)["errorRate"].result == "Successful"
 
 
+@pytest.mark.parametrize("stable", [track(requests=0, errors=0, p99=None),
+                                    track(requests=None, errors=None, p99=None)])
+def test_stream_pipeline_without_stable_rpcs_is_judged_on_absolute_limits(
+        stable: TrackWindow) -> None:
+    # A stream pipeline's stable pods score in process, not over gRPC: with the relative
+    # checks Inconclusive every interval, a default stream canary could only ever pause.
+    window = CanaryWindow(stable=stable, candidate=track())
+    healthy = judge_canary(ANALYSIS, SLO, window, stream=True)
+    assert healthy.result == "Successful"
+    assert checks(healthy)["p99LatencyRatio"].result == "NotCompared"
+    assert checks(healthy)["errorRateIncrease"].result == "NotCompared"
+    assert "no stable side" in describe(checks(healthy)["p99LatencyRatio"])
+    broken = judge_canary(ANALYSIS, SLO, CanaryWindow(stable=stable, candidate=track(errors=50)),
+                          stream=True)
+    assert broken.result == "Failed" and checks(broken)["errorRate"].result == "Failed"
+    slow = judge_canary(ANALYSIS, SLO, CanaryWindow(stable=stable, candidate=track(p99=80)),
+                        stream=True)
+    assert slow.result == "Failed" and checks(slow)["p99LatencyMs"].result == "Failed"
+    # Not a stream pipeline: no stable data stays Inconclusive (the stable track should serve).
+    assert judge_canary(ANALYSIS, SLO, window).result == "Inconclusive"
+
+
+def test_stream_pipeline_with_stable_rpcs_still_compares() -> None:
+    v = judge_canary(ANALYSIS, SLO, CanaryWindow(stable=track(), candidate=track(p99=20)),
+                     stream=True)
+    assert checks(v)["p99LatencyRatio"].result == "Failed"
+
+
 def test_disabled_relative_checks_are_not_listed() -> None:
     v = canary(track(), max_p99_latency_ratio=None, max_error_rate_increase=None)
     assert "p99LatencyRatio" not in checks(v) and "errorRateIncrease" not in checks(v)

@@ -137,12 +137,18 @@ def _inconclusive(metric: str, measured: float | None, threshold: float,
                          threshold=threshold, comparator=comparator, message=message)
 
 
+def _not_compared(metric: str, threshold: float) -> AnalysisCheck:
+    return AnalysisCheck(metric=metric, result="NotCompared", threshold=threshold,
+                         message="the stable track scores the stream outside gRPC (no RPCs "
+                                 "this interval): no stable side; the absolute limits decide")
+
+
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
 def _combine(checks: Sequence[AnalysisCheck]) -> CheckResult:
-    results = {c.result for c in checks}
+    results = {c.result for c in checks} - {"NotCompared"}
     if "Failed" in results:
         return "Failed"
     return "Inconclusive" if "Inconclusive" in results else "Successful"
@@ -163,7 +169,13 @@ def _unobserved(seconds: float) -> Verdict:
 
 
 # -- canary ------------------------------------------------------------------------------------
-def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> Verdict:
+def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow,
+                 stream: bool = False) -> Verdict:
+    """`stream`: the pipeline consumes a stream. Its stable pods score the stream in process,
+    not over gRPC (they send only the candidate's share to the candidate as ScoreBatch RPCs),
+    so when the stable track served no RPCs in the interval the comparisons with it have no
+    stable side: they are NotCompared (shown, never deciding) and the candidate's absolute
+    limits decide, instead of every interval being Inconclusive until the rollout pauses."""
     cand, stable = window.candidate, window.stable
     if window.unobserved_seconds > 0:
         return _unobserved(window.unobserved_seconds)
@@ -198,7 +210,10 @@ def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> 
                                     "too few requests"))
 
     stable_enough = stable.requests is not None and stable.requests >= minimum
-    if analysis.max_error_rate_increase is not None:
+    no_stable_side = stream and not stable.requests
+    if no_stable_side and analysis.max_error_rate_increase is not None:
+        checks.append(_not_compared("errorRateIncrease", analysis.max_error_rate_increase))
+    elif analysis.max_error_rate_increase is not None:
         limit = analysis.max_error_rate_increase
         stable_rate = _rate(stable)
         if enough and stable_enough and cand_rate is not None and stable_rate is not None:
@@ -219,7 +234,9 @@ def judge_canary(analysis: AnalysisSpec, slo: SLOSpec, window: CanaryWindow) -> 
     else:
         checks.append(_inconclusive("p99LatencyMs", cand.p99_ms, max_p99, "<=",
                                     "too few requests for a p99"))
-    if analysis.max_p99_latency_ratio is not None:
+    if no_stable_side and analysis.max_p99_latency_ratio is not None:
+        checks.append(_not_compared("p99LatencyRatio", analysis.max_p99_latency_ratio))
+    elif analysis.max_p99_latency_ratio is not None:
         ratio_limit = analysis.max_p99_latency_ratio
         floor = 1000.0 * duration_seconds(analysis.p99_latency_ratio_floor)
         if enough and stable_enough and cand.p99_ms is not None and stable.p99_ms:

@@ -92,7 +92,7 @@ def judge(run: Run) -> Outcome | None:
     if isinstance(m, ShadowWindow) and run.r.phase == "Shadow":
         verdict = judge_shadow(spec.shadow, spec.analysis.min_request_count, m)
     elif isinstance(m, CanaryWindow) and run.r.phase == "Canary":
-        verdict = judge_canary(spec.analysis, i.spec.slo, m)
+        verdict = judge_canary(spec.analysis, i.spec.slo, m, stream=i.spec.source is not None)
     else:
         return None  # a measurement of another phase's kind: not this interval's
     analysis, outcome = tally(run.state.analysis, verdict, spec.analysis, stamp(i.now))
