@@ -14,6 +14,7 @@ timeline PNG and the simulator's prediction of the same run.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ pytestmark = [
     # The run is bounded at ~7 min; the rest is the scorer image when this test builds it.
     pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow, pytest.mark.timeout(1500),
 ]
+
+
+def near_slo_rate(p99_ms: float) -> float:
+    """The lowest offered rate at which one 100m scorer pod's clients saw a p99 of `p99_ms` or
+    more in its calibration on this kind of node (benchmarks/autoscaling/
+    real_loop_calibration.json, docs/autoscaling.md "The saturation signal")."""
+    doc = json.loads((Path(real_run.__file__).parent / "real_loop_calibration.json").read_text())
+    return min(float(st["offered"]) for st in doc["calibration"]["steps"]
+               if st["p99_ms"] >= p99_ms)
 
 
 def prometheus_pid() -> int:
@@ -65,12 +75,13 @@ def test_the_operator_autoscales_real_pods_and_holds_without_prometheus(
     log = (tmp_path / "operator.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     # Load drove one pod towards the SLO: its clients' p99 near it, or (when the operator
-    # scaled up on the CPU signal first) the pod at 80 % of its CPU limit and more, where its
-    # calibration has p99 climbing to the SLO (docs/autoscaling.md, "The saturation signal").
+    # scaled up on the CPU signal first, as on a quiet machine) the hold offered at least the
+    # rate at which such a pod's calibration put its clients' p99 there.
     # Up: more pods, all of them serving, the SLO held again, and never back to the one pod
     # that could not serve this load while it lasted.
     assert (res.worst_p99_before_up >= 0.7 * setup.slo_ms
-            or res.ramp_cpu >= 0.8), (res.ramp_cpu, res.timeline.chunks)
+            or res.hold_rate >= near_slo_rate(0.7 * setup.slo_ms)), (
+        res.hold_rate, res.ramp_cpu, res.timeline.chunks)
     assert res.scaled_up_at is not None and res.peak_replicas > 1
     assert res.pods_that_served == res.pods_at_peak > 1
     assert res.p99_back_at is not None and res.p99_back_at > res.scaled_up_at
