@@ -42,11 +42,23 @@ def test_flooded_queue_sheds(slow_batcher: ScorerProcess) -> None:
     assert slow_batcher.health_status() == "SERVING"
 
 
-def test_expired_requests_are_not_scored(slow_batcher: ScorerProcess) -> None:
+@pytest.fixture
+def slower_batcher(start_scorer: StartScorer, models: Models) -> ScorerProcess:
+    # The batcher waits 1 s (its limit) for a batch that never fills: a request with a 0.5 s
+    # deadline certainly reaches the scorer (a 100 ms deadline could pass on a loaded machine
+    # before the server saw the call, which then counted nothing) and expires while queued.
+    config = {"model": models.ref("v1"),
+              "batching": {"maxBatchSize": 64, "maxQueueDelayUs": 1_000_000, "maxQueueSize": 8,
+                           "dispatchWhenIdle": False}}
+    return start_scorer(config).wait_serving()
+
+
+def test_expired_requests_are_not_scored(slower_batcher: ScorerProcess) -> None:
+    slow_batcher = slower_batcher
     row = synthetic_features(1, seed=2)[0].tolist()
     with pytest.raises(grpc.RpcError) as info:
         slow_batcher.scorer.Score(v1_pb2.ScoreRequest(event=v1_pb2.Event(features=row)),
-                                  timeout=0.1)
+                                  timeout=0.5)
     assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     # Counted once: "queued" if the batcher saw the deadline pass first, "in_flight" if gRPC did.
     slow_batcher.wait_for("expired counted", lambda: slow_batcher.metric(
