@@ -12,6 +12,7 @@ interval to the rollback, in intervals), a good one is promoted to full.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -251,26 +252,37 @@ def seconds(later: str, earlier: str) -> float:
     return parse(later) - parse(earlier)
 
 
-def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
-        cluster_operator: Any, real_namespace: str, models: Models) -> None:
-    """v3 loads and turns Ready but fails every request: the operator, judging what Prometheus
-    discovered and scraped from the real pods, rolls it back while real requests through the
-    cluster DNS are split by the Replicas router; afterwards only stable v1 answers."""
-    node, ns, name = cluster_operator, real_namespace, "bad"
-    fixed_batch_model(models)
-    real_pods.publish_models(models, node)
+@contextlib.contextmanager
+def v1_under_load(node: Any, ns: str, name: str, models: Models) -> Iterator[list[Answers]]:
+    """Pipeline `name` serving v1 from 2 ready pods, with 60 RPC/s sent through the cluster DNS
+    while the block runs (at most 150 s); the load's answers are in the list after the block."""
     target = load.headless_target(name, ns, node.dns)
     kubectl("apply", "-n", ns, "-f", "-",
             stdin=analysed_pipeline(name, models, node.model_store_url, "v1"))
     wait_ready_pods(ns, name, 2)
     eventually("v1 stable", lambda: status(ns, name).get("phase") == "Ready", timeout=120)
-
     stop = threading.Event()
     results: list[Answers] = []
     loader = threading.Thread(target=lambda: results.append(
         send(target, rate=60, seconds=150, stop=stop)))
     loader.start()
     try:
+        yield results
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+
+
+def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
+        cluster_operator: Any, real_namespace: str, models: Models) -> None:
+    """v3 loads and turns Ready but fails every request: the operator, judging what Prometheus
+    discovered and scraped from the real pods, rolls it back while real requests through the
+    cluster DNS are split by the Replicas router; afterwards only stable v1 answers."""
+    node, ns, name = cluster_operator, real_namespace, "bad"
+    target = load.headless_target(name, ns, node.dns)
+    fixed_batch_model(models)
+    real_pods.publish_models(models, node)
+    with v1_under_load(node, ns, name, models) as results:
         kubectl("apply", "-n", ns, "-f", "-",
                 stdin=analysed_pipeline(name, models, node.model_store_url, "v3"))
         started = eventually("canary step in effect", lambda: (
@@ -291,9 +303,6 @@ def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
                                if not candidate_pods(ns, name) else None,
                                timeout=60, interval=0.2)
         time.sleep(DRAIN_DELAY + 2)  # its open connections end with its drain
-    finally:
-        stop.set()
-        loader.join(timeout=30)
     (load_seen,) = results
     rollout, analysis = done["rollout"], done["analysis"]
     assert rollout["phase"] == "Failed", (rollout, analysis)
@@ -365,25 +374,12 @@ def test_a_good_candidate_is_promoted_to_full_on_the_analysis(
     comes from v2."""
     node, ns, name = cluster_operator, real_namespace, "good"
     target = load.headless_target(name, ns, node.dns)
-    kubectl("apply", "-n", ns, "-f", "-",
-            stdin=analysed_pipeline(name, models, node.model_store_url, "v1"))
-    wait_ready_pods(ns, name, 2)
-    eventually("v1 stable", lambda: status(ns, name).get("phase") == "Ready", timeout=120)
-
-    stop = threading.Event()
-    results: list[Answers] = []
-    loader = threading.Thread(target=lambda: results.append(
-        send(target, rate=60, seconds=150, stop=stop)))
-    loader.start()
-    try:
+    with v1_under_load(node, ns, name, models) as results:
         kubectl("apply", "-n", ns, "-f", "-",
                 stdin=analysed_pipeline(name, models, node.model_store_url, "v2"))
         done = eventually("rollout finished", lambda: (
             s if (s := status(ns, name)).get("rollout", {}).get("phase") in (
                 "Failed", "Succeeded") else None), timeout=150, interval=0.5)
-    finally:
-        stop.set()
-        loader.join(timeout=30)
     (during,) = results
     assert done["rollout"]["phase"] == "Succeeded", (done["rollout"], done.get("analysis"))
     assert done["stable"]["version"] == "v2" and done["analysis"]["failures"] == 0
