@@ -183,22 +183,13 @@ spec:
 def drifted_model(models: Models, version: str = "v9", shift: float = 1.4) -> dict[str, Any]:
     """v1 with every score's odds multiplied by e^shift (~4x): the same ranking, a shifted
     score distribution, as a recalibrated or mis-trained model would give."""
-    import hashlib
-
     import onnx
 
     model = onnx.load(str(models.dir / "model-v1.onnx"))
     ensemble = next(n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor")
     base = next(a for a in ensemble.attribute if a.name == "base_values")
     base.floats[0] += shift
-    model.model_version = int(version.lstrip("v"))
-    for prop in model.metadata_props:
-        if prop.key == "scorefleet.version":
-            prop.value = version
-    data = model.SerializeToString()
-    name = f"model-{version}.onnx"
-    (models.dir / name).write_bytes(data)
-    models.sha256[name] = hashlib.sha256(data).hexdigest()
+    models.add(version, model)
     return models.ref(version)
 
 

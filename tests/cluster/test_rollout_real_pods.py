@@ -221,8 +221,6 @@ def fixed_batch_model(models: Models, version: str = "v3") -> None:
     """v1 exported with a fixed batch size of 2 (its output reshaped to [2], not [-1]): it
     loads, passes the scorer's warm-up (which scores 2 rows) and so its pod turns Ready, then
     fails every request of one event with INTERNAL, as a model traced at one batch size does."""
-    import hashlib
-
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -230,14 +228,7 @@ def fixed_batch_model(models: Models, version: str = "v3") -> None:
     model = onnx.load(str(models.dir / "model-v1.onnx"))
     (flat,) = [t for t in model.graph.initializer if t.name == "flat"]
     flat.CopyFrom(numpy_helper.from_array(np.array([2], dtype=np.int64), "flat"))
-    model.model_version = int(version.lstrip("v"))
-    for prop in model.metadata_props:
-        if prop.key == "scorefleet.version":
-            prop.value = version
-    data = model.SerializeToString()
-    name = f"model-{version}.onnx"
-    (models.dir / name).write_bytes(data)
-    models.sha256[name] = hashlib.sha256(data).hexdigest()
+    models.add(version, model)
 
 
 def candidate_pods(ns: str, name: str) -> list[dict[str, Any]]:

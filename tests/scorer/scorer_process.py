@@ -29,6 +29,20 @@ class Models:
     def uri(self, name: str) -> str:
         return (self.dir / name).as_uri()
 
+    def add(self, version: str, model: Any) -> None:
+        """An ONNX ModelProto, stamped as `version` (model_version and scorefleet.version),
+        written beside the others as model-<version>.onnx, its digest recorded."""
+        import hashlib
+
+        model.model_version = int(version.lstrip("v"))
+        for prop in model.metadata_props:
+            if prop.key == "scorefleet.version":
+                prop.value = version
+        data = model.SerializeToString()
+        name = f"model-{version}.onnx"
+        (self.dir / name).write_bytes(data)
+        self.sha256[name] = hashlib.sha256(data).hexdigest()
+
     def ref(self, version: str, **extra: Any) -> dict[str, Any]:
         name = "broken.onnx" if version == "broken" else f"model-{version}.onnx"
         return {"name": "phish", "version": version, "uri": self.uri(name),
