@@ -154,11 +154,12 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
     lag = fleet.lag()
     assert (lag["lag"], lag["desiredReplicas"], lag["partitionLimited"]) == (25, 3, False)
 
-    # 2,025 behind: 203 consumers wanted, but 4 partitions feed 4 members at most. (A backlog
-    # this size takes the consumers several seconds, several scrapes, to drain: 225 events
-    # drained within one 1 s scrape interval in a CI run, so Prometheus saw the consumed and
-    # end-to-end series only at their final values, no increase, and no end-to-end p99.)
-    fleet.produce(2000)
+    # 40,025 behind: 4,003 consumers wanted, but 4 partitions feed 4 members at most. A backlog
+    # this size takes the consumers several 1 s scrapes to drain (20,000 took 2-3 s on an idle
+    # machine, 5,000 per consumer). A scorer's stream series appear only as it starts to
+    # consume, and Prometheus needs a scrape before the drain ends to see them increase: with
+    # 2,025, twice in CI, the first scrape came after it, and no end-to-end p99 was read.
+    fleet.produce(40000)
     eventually("capped at the partitions: 4 replicas", lambda: fleet.replicas() == 4,
                timeout=60)
     s = eventually("status: PartitionLimited", lambda: (
@@ -167,7 +168,7 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
     assert "partitions, not pods, are the limit" in s["streamBound"], s
     lag = fleet.lag()
     assert (lag["lag"], lag["desiredReplicas"], lag["maxUsefulReplicas"],
-            lag["partitionLimited"]) == (2025, 4, 4, True)
+            lag["partitionLimited"]) == (40025, 4, 4, True)
     assert "partitions, not pods, are the limit" in lag["message"]
     # Held there: maxReplicas (6) would allow more, the partitions do not.
     time.sleep(6)
