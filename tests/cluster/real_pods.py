@@ -4,19 +4,15 @@ the cluster's model store, and reading pods, Prometheus and containerd."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import eventually, kubectl
+from tests.operator_process import OperatorProcess
 from tests.scorer.scorer_process import Models
 
 
@@ -50,21 +46,12 @@ def publish_models(models: Models, node: Any) -> None:
         shutil.copy(f, node.models / f.name)
 
 
-@contextmanager
-def operator(prometheus_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "SCOREFLEET_PROMETHEUS_URL": prometheus_url,
-           "SCOREFLEET_RESYNC_SECONDS": "1", "SCOREFLEET_METRICS_WINDOW": "15s"}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator"], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        text = log.read_text()
-        assert code == 0, text[-3000:]
-        assert "Traceback" not in text, text[-3000:]
+def operator(prometheus_url: str, log: Path) -> OperatorProcess:
+    """The operator measuring every second from the node's Prometheus; use it as a context
+    manager (started on entry, stopped cleanly on exit). Its logs go beside `log`."""
+    return OperatorProcess(log.parent, {"SCOREFLEET_PROMETHEUS_URL": prometheus_url,
+                                        "SCOREFLEET_RESYNC_SECONDS": "1",
+                                        "SCOREFLEET_METRICS_WINDOW": "15s"})
 
 
 def scorer_pods(namespace: str, pipeline: str) -> list[dict[str, Any]]:

@@ -14,15 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +26,7 @@ import pytest
 
 from scorefleet.scorer.protos import v1_pb2
 from tests.conftest import eventually, kubectl
+from tests.operator_process import OperatorProcess
 from tests.prometheus_server import PrometheusServer
 from tests.scorer.scorer_process import Models, ScorerProcess
 
@@ -54,12 +49,6 @@ spec:
     canary: {steps: [{weight: 50}]}
     analysis: {interval: 5s, minRequestCount: 1000000}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Load:
@@ -90,47 +79,16 @@ class Load:
         self.thread.join(timeout=10)
 
 
-class Operator:
-    """The operator as its own process, restartable; its log and /metrics kept."""
+class Operator(OperatorProcess):
+    """The operator deciding every 2 s from the test's Prometheus (static scrape, so no
+    namespace label), its own /metrics served."""
 
     def __init__(self, tmp_path: Path, prometheus_url: str) -> None:
-        self.tmp_path = tmp_path
-        self.port = _free_port()
-        self.env = {**os.environ, "SCOREFLEET_PROMETHEUS_URL": prometheus_url,
-                    "SCOREFLEET_PROMETHEUS_NAMESPACE_LABEL": "",  # static scrape
-                    "SCOREFLEET_AUTOSCALE_SECONDS": "2", "SCOREFLEET_METRICS_WINDOW": "10s",
-                    "SCOREFLEET_PANIC_WINDOW": "5s",
-                    "SCOREFLEET_OPERATOR_METRICS_PORT": str(self.port)}
-        self.logs: list[Path] = []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.tmp_path / f"operator{len(self.logs)}.log"
-        self.logs.append(log)
-        with log.open("w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator"],
-                                         stdout=out, stderr=subprocess.STDOUT, env=self.env)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        text = self.logs[-1].read_text()
-        assert code == 0, text[-3000:]
-        assert "Traceback" not in text, text[-3000:]
-        self.proc = None
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line
-                                                   for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-    def log_text(self) -> str:
-        return "".join(p.read_text() for p in self.logs)
+        super().__init__(tmp_path, {
+            "SCOREFLEET_PROMETHEUS_URL": prometheus_url,
+            "SCOREFLEET_PROMETHEUS_NAMESPACE_LABEL": "",  # static scrape
+            "SCOREFLEET_AUTOSCALE_SECONDS": "2", "SCOREFLEET_METRICS_WINDOW": "10s",
+            "SCOREFLEET_PANIC_WINDOW": "5s"}, metrics=True)
 
 
 @pytest.fixture
@@ -238,7 +196,7 @@ def test_replicas_follow_load_hold_without_metrics_and_survive_a_restart(
     assert ups and downs, scale_events
     assert sum(e.get("count", 1) for e in ups) == changes  # the first operator's changes
     assert not [e for e in events(namespace) if e["reason"] == "ChildUpdated"]
-    log = operator.log_text()
+    log = operator.text()
     for e in scale_events:
         assert log.count(f"{e['reason']}: {e['message']}") == 1, e["message"]
     assert any(e["type"] == "Warning" and e["reason"] == "StaleMetrics"

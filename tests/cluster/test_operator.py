@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +18,7 @@ import pytest
 from scorefleet.operator.kube import Kube
 from scorefleet.operator.reconcile import reconcile
 from tests.conftest import eventually, kubectl
+from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -44,24 +40,12 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The operator process; yields its log. Stopping it must be clean: exit 0, no traceback."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator", "--verbose"],
-                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        eventually("operator watching",
-                   lambda: "watch-stream for scoringpipelines" in log.read_text()
-                   or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, log.read_text()
-        yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-    text = log.read_text()
-    assert code == 0, text[-3000:]
-    assert "Traceback" not in text, text[-3000:]
+def operator(control_plane: Any,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator process. Stopping it must be clean: exit 0, no traceback."""
+    with OperatorProcess(tmp_path_factory.mktemp("operator"), {}, verbose=True) as op:
+        op.wait_watching()
+        yield op
 
 
 def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
@@ -81,7 +65,7 @@ def ready(namespace: str) -> dict[str, Any] | None:
     return None
 
 
-def test_pipeline_lifecycle(operator: Path, namespace: str, kube: Kube) -> None:
+def test_pipeline_lifecycle(operator: OperatorProcess, namespace: str, kube: Kube) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", stdin=PIPELINE)
 
     # Children appear, owned by the pipeline, and the pipeline becomes Ready once kwok has

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +26,7 @@ import pytest
 from scorefleet.scorer.example_model import synthetic_features
 from scorefleet.scorer.protos import v1_pb2
 from tests.conftest import eventually, kubectl
+from tests.operator_process import OperatorProcess
 from tests.prometheus_server import PrometheusServer
 from tests.scorer.scorer_process import Models, ScorerProcess
 
@@ -83,24 +80,21 @@ class Load:
 
 @pytest.fixture
 def operator_with(tmp_path: Path) -> Iterator[Any]:
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    """Starts the operator on a Prometheus URL; stops it cleanly after the test."""
+    operators: list[OperatorProcess] = []
 
     def start(prometheus_url: str) -> None:
-        env = {**os.environ, "SCOREFLEET_PROMETHEUS_URL": prometheus_url,
-               "SCOREFLEET_PROMETHEUS_NAMESPACE_LABEL": "",  # static scrape: no namespace
-               "SCOREFLEET_RESYNC_SECONDS": str(RESYNC), "SCOREFLEET_METRICS_WINDOW": "10s"}
-        log = tmp_path / "operator.log"
-        with log.open("w") as out:
-            procs.append((subprocess.Popen([sys.executable, "-m", "scorefleet.operator"],
-                                           stdout=out, stderr=subprocess.STDOUT, env=env), log))
+        workdir = tmp_path / f"operator-{len(operators)}"
+        workdir.mkdir()
+        operators.append(OperatorProcess(workdir, {
+            "SCOREFLEET_PROMETHEUS_URL": prometheus_url,
+            "SCOREFLEET_PROMETHEUS_NAMESPACE_LABEL": "",  # static scrape: no namespace
+            "SCOREFLEET_RESYNC_SECONDS": str(RESYNC), "SCOREFLEET_METRICS_WINDOW": "10s"}
+        ).start())
 
     yield start
-    for proc, log in procs:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        text = log.read_text()
-        assert code == 0, text[-3000:]
-        assert "Traceback" not in text, text[-3000:]
+    for op in operators:
+        op.stop()
 
 
 def status(namespace: str) -> dict[str, Any]:

@@ -8,18 +8,14 @@ naming the model, not that a model loaded; real-pod scenarios need the real node
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scorefleet.rollout_cli import main as cli
 from tests.conftest import eventually, kubectl
+from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -39,25 +35,13 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "SCOREFLEET_RESYNC_SECONDS": "2"}
-    env.pop("SCOREFLEET_PROMETHEUS_URL", None)
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "scorefleet.operator", "--verbose"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        eventually("operator watching",
-                   lambda: "watch-stream for scoringpipelines" in log.read_text()
-                   or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, log.read_text()
-        yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-    text = log.read_text()
-    assert code == 0, text[-3000:]
-    assert "Traceback" not in text, text[-3000:]
+def operator(control_plane: Any,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator process, without Prometheus (kwok pods serve nothing to measure)."""
+    settings = {"SCOREFLEET_RESYNC_SECONDS": "2", "SCOREFLEET_PROMETHEUS_URL": None}
+    with OperatorProcess(tmp_path_factory.mktemp("operator"), settings, verbose=True) as op:
+        op.wait_watching()
+        yield op
 
 
 def pipeline(namespace: str) -> dict[str, Any]:
@@ -94,7 +78,7 @@ def start(namespace: str) -> None:
 
 
 def test_canary_pauses_without_data_and_the_sre_promotes_it(
-        operator: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        operator: OperatorProcess, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     start(namespace)
     set_model(namespace, "v2")
     eventually("candidate track", lambda: deployment(namespace, "candidate"), timeout=60)
@@ -138,7 +122,7 @@ def test_canary_pauses_without_data_and_the_sre_promotes_it(
 
 
 def test_abort_scales_the_candidate_to_zero_and_a_new_change_supersedes(
-        operator: Path, namespace: str) -> None:
+        operator: OperatorProcess, namespace: str) -> None:
     start(namespace)
     set_model(namespace, "v2")
     eventually("canary running", lambda: rollout(namespace).get("phase") == "Canary",
@@ -168,7 +152,7 @@ def test_abort_scales_the_candidate_to_zero_and_a_new_change_supersedes(
     assert pipeline(namespace)["status"]["phase"] == "Ready"
 
 
-def test_a_git_change_at_step_2_supersedes_the_running_rollout(operator: Path,
+def test_a_git_change_at_step_2_supersedes_the_running_rollout(operator: OperatorProcess,
                                                                namespace: str) -> None:
     start(namespace)
     set_model(namespace, "v2")

@@ -220,7 +220,7 @@ def test_lag_scales_the_stable_track_up_to_the_partitions_and_down_after_the_win
     assert "end-to-end p99" in s["measurement"], s
 
     # One Event and one log line per change, each naming why.
-    log = fleet.operator.log_text()
+    log = fleet.operator.text()
     events = fleet.events()
     by_reason = {e["reason"]: e for e in events}
     assert set(by_reason) == {"StreamLag", "PartitionLimited", "ScaleDown"}, events
