@@ -3,6 +3,7 @@ kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1 once per ses
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -96,8 +97,8 @@ def scorer_image(real_node: Any) -> str:
     return images.scorer.name
 
 
-@pytest.fixture
-def real_namespace(real_node: Any) -> Iterator[str]:
+@contextlib.contextmanager
+def namespace_on_real_node() -> Iterator[str]:
     """A namespace whose pods run on the real node (PodNodeSelector and
     PodTolerationRestriction annotations, as an admin would dedicate nodes to a team)."""
     from scorefleet.dev import nodeconf
@@ -106,8 +107,17 @@ def real_namespace(real_node: Any) -> Iterator[str]:
     kubectl("create", "namespace", name)
     kubectl("annotate", "namespace", name,
             *(f"{k}={v}" for k, v in nodeconf.namespace_annotations().items()))
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def real_namespace(real_node: Any) -> Iterator[str]:
+    """A namespace on the real node for one test (namespace_on_real_node)."""
+    with namespace_on_real_node() as name:
+        yield name
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def status(namespace: str) -> dict[str, Any]:
     return dict(sp.get("status") or {})
 
 
-@pytest.mark.parametrize("candidate", ["broken", "slow", "good"])
+@pytest.mark.parametrize("candidate", ["broken", "good"])
 def test_canary_judged_on_real_measurements(control_plane: Any, namespace: str, models: Models,
                                             start_scorer: Any, tmp_path: Path,
                                             operator_with: Any, candidate: str) -> None:
@@ -111,10 +111,6 @@ def test_canary_judged_on_real_measurements(control_plane: Any, namespace: str, 
                               "track": "candidate"}
     if candidate == "broken":
         config["model"] = models.ref("broken")  # never loads: every RPC is UNAVAILABLE
-    if candidate == "slow":
-        # Every request waits 30 ms for company that never comes: slower only at latency. The
-        # fixed wait has to be asked for: the default batcher dispatches at once when idle.
-        config["batching"] = {"maxQueueDelayUs": 30000, "dispatchWhenIdle": False}
     cand = start_scorer(config)
     if candidate != "broken":
         cand.wait_serving()
@@ -143,7 +139,7 @@ def test_canary_judged_on_real_measurements(control_plane: Any, namespace: str, 
         assert done["stable"]["version"] == "v2"
         return
     assert rollout["phase"] == "Failed", rollout
-    failed = "errorRate" if candidate == "broken" else "p99LatencyRatio"
+    failed = "errorRate"
     assert checks[failed]["result"] == "Failed"
     assert checks[failed]["measured"] > checks[failed]["threshold"]
     assert done["canary"]["weight"] == 50 and done["phase"] == "Failed"
@@ -224,36 +220,3 @@ def test_a_drifting_candidate_fails_in_shadow_before_taking_traffic(
     print(f"\nSHADOW DRIFT: failed in shadow after {done['shadow']['samples']} pairs; "
           f"scoreDrift {drift['measured']} > {drift['threshold']} ({drift['message']}); "
           f"agreement {checks['agreement']['measured']}")
-
-
-def test_no_traffic_is_inconclusive_and_pauses_never_promotes(
-        control_plane: Any, namespace: str, models: Models, start_scorer: Any, tmp_path: Path,
-        operator_with: Any) -> None:
-    """Both tracks serving, scraped, and idle: Prometheus has the series but no increase, so
-    each interval is Inconclusive (too few requests) and the rollout pauses; it is never
-    promoted for want of a failure."""
-    stable = start_scorer({"model": models.ref("v1"), "pipeline": "phish"}).wait_serving()
-    cand = start_scorer({"model": models.ref("v2"), "pipeline": "phish",
-                         "track": "candidate"}).wait_serving()
-    with PrometheusServer(tmp_path, [f"127.0.0.1:{stable.metrics_port}",
-                                     f"127.0.0.1:{cand.metrics_port}"]) as prom:
-        prom.wait_for("targets up", prom.targets_up, 30)
-        operator_with(prom.url)
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=PIPELINE)
-        eventually("v1 stable", lambda: status(namespace).get("phase") == "Ready", timeout=120)
-        kubectl("patch", "sp", "phish", "-n", namespace, "--type=merge", "-p",
-                json.dumps({"spec": {"model": {"version": "v2",
-                                               "uri": "file:///models/v2.onnx"}}}))
-        paused = eventually("paused", lambda: (
-            s if (s := status(namespace)).get("rollout", {}).get("paused") else None),
-            timeout=120, interval=0.5)
-    rollout = paused["rollout"]
-    assert (rollout["phase"], rollout["pauseReason"]) == ("Canary", "Inconclusive"), rollout
-    analysis = paused["analysis"]
-    assert analysis["successes"] == 0 and analysis["failures"] == 0
-    assert analysis["inconclusive"] == 3  # the default inconclusiveLimit
-    checks = {c["metric"]: c for c in analysis["checks"]}
-    assert checks["requestCount"]["result"] == "Inconclusive"
-    assert paused["stable"]["version"] == "v1" and paused["phase"] == "Paused"
-    kubectl("wait", "-n", namespace, "--for=condition=Promoted=False", "sp/phish",
-            "--timeout=10s")

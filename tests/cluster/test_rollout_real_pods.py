@@ -244,6 +244,22 @@ def seconds(later: str, earlier: str) -> float:
 
 
 @contextlib.contextmanager
+def under_load(target: str, rate: float = 60, seconds: float = 150) -> Iterator[list[Answers]]:
+    """`rate` RPC/s sent to `target` while the block runs (at most `seconds`); the load's
+    answers are in the list after the block."""
+    stop = threading.Event()
+    results: list[Answers] = []
+    loader = threading.Thread(target=lambda: results.append(
+        send(target, rate=rate, seconds=seconds, stop=stop)))
+    loader.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+
+
+@contextlib.contextmanager
 def v1_under_load(node: Any, ns: str, name: str, models: Models) -> Iterator[list[Answers]]:
     """Pipeline `name` serving v1 from 2 ready pods, with 60 RPC/s sent through the cluster DNS
     while the block runs (at most 150 s); the load's answers are in the list after the block."""
@@ -252,16 +268,43 @@ def v1_under_load(node: Any, ns: str, name: str, models: Models) -> Iterator[lis
             stdin=analysed_pipeline(name, models, node.model_store_url, "v1"))
     wait_ready_pods(ns, name, 2)
     eventually("v1 stable", lambda: status(ns, name).get("phase") == "Ready", timeout=120)
-    stop = threading.Event()
-    results: list[Answers] = []
-    loader = threading.Thread(target=lambda: results.append(
-        send(target, rate=60, seconds=150, stop=stop)))
-    loader.start()
-    try:
+    with under_load(target) as results:
         yield results
-    finally:
-        stop.set()
-        loader.join(timeout=30)
+
+
+Judged = list[tuple[str, str | None, int]]  # (lastRunAt, lastResult, failures) per interval
+
+
+def until_judged(ns: str, name: str, timeout: float = 120) -> tuple[dict[str, Any], Judged]:
+    """Polls status until the rollout is Failed or Succeeded; returns that status and every
+    judged interval seen on the way (its end and verdict), to find where the first bad one
+    began."""
+    judged: Judged = []
+
+    def finished() -> dict[str, Any] | None:
+        s = status(ns, name)
+        a = s.get("analysis") or {}
+        if a.get("lastRunAt") and (not judged or judged[-1][0] != a["lastRunAt"]):
+            judged.append((a["lastRunAt"], a.get("lastResult"), a.get("failures", 0)))
+        return s if s.get("rollout", {}).get("phase") in ("Failed", "Succeeded") else None
+
+    return eventually("rollout judged", finished, timeout=timeout, interval=0.2), judged
+
+
+def from_first_bad(judged: Judged, step_started: str, finished: str) -> float:
+    """Seconds from the start of the first interval judged Failed to `finished`: it starts
+    where the interval before it ended, or at the step's start."""
+    first_bad = next(i for i, (_, result, _) in enumerate(judged) if result == "Failed")
+    return seconds(finished, judged[first_bad - 1][0] if first_bad else step_started)
+
+
+def rollback_events(ns: str, name: str) -> list[dict[str, Any]] | None:
+    """The rollback transition's own Event(s), not the conditions' change Events of the same
+    reason."""
+    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
+                                f"involvedObject.name={name}"))["items"]
+    return [e for e in events if e["reason"] == "RolledBack" and not e["message"]
+            .startswith(("Promoted is", "RolledBack is"))] or None
 
 
 def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
@@ -278,17 +321,7 @@ def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
                 stdin=analysed_pipeline(name, models, node.model_store_url, "v3"))
         started = eventually("canary step in effect", lambda: (
             status(ns, name).get("canary") or {}).get("stepStartedAt"), timeout=120)
-        # Each judged interval's end, to find where the first bad one began.
-        judged: list[tuple[str, str | None, int]] = []  # (lastRunAt, lastResult, failures)
-
-        def finished() -> dict[str, Any] | None:
-            s = status(ns, name)
-            a = s.get("analysis") or {}
-            if a.get("lastRunAt") and (not judged or judged[-1][0] != a["lastRunAt"]):
-                judged.append((a["lastRunAt"], a.get("lastResult"), a.get("failures", 0)))
-            return s if s.get("rollout", {}).get("phase") in ("Failed", "Succeeded") else None
-
-        done = eventually("rollout judged", finished, timeout=120, interval=0.2)
+        done, judged = until_judged(ns, name)
         seen_done = time.monotonic()
         seen_gone = eventually("candidate scaled to zero", lambda: time.monotonic()
                                if not candidate_pods(ns, name) else None,
@@ -306,14 +339,8 @@ def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
     assert error_rate["measured"] > error_rate["threshold"], error_rate
     assert analysis["failures"] == 2  # failureLimit, the default
 
-    def rollback_events() -> list[dict[str, Any]] | None:
-        events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
-                                    f"involvedObject.name={name}"))["items"]
-        # The transition's own Event, not the conditions' change Events of the same reason.
-        return [e for e in events if e["reason"] == "RolledBack" and not e["message"]
-                .startswith(("Promoted is", "RolledBack is"))] or None
-
-    (rolled_back,) = eventually("the rollback's Event", rollback_events, timeout=30)
+    (rolled_back,) = eventually("the rollback's Event", lambda: rollback_events(ns, name),
+                                timeout=30)
     assert "errorRate" in rolled_back["message"], rolled_back["message"]
     assert f"> {error_rate['threshold']:g}" in rolled_back["message"], rolled_back["message"]
 
@@ -342,9 +369,7 @@ def test_a_candidate_failing_its_requests_is_rolled_back_by_the_analysis(
     # How fast: the first interval measured bad starts where the interval before it ended
     # (or at the step's start); failureLimit 2 means two bad intervals, each judged by the
     # first resync after it ends.
-    first_bad = next(i for i, (_, result, _) in enumerate(judged) if result == "Failed")
-    bad_start = judged[first_bad - 1][0] if first_bad else started
-    from_bad = seconds(rollout["finishedAt"], bad_start)
+    from_bad = from_first_bad(judged, started, rollout["finishedAt"])
     from_step = seconds(rollout["finishedAt"], started)
     print(f"\nROLLBACK ON REAL PODS: {from_bad:.0f} s from the start of the first bad "
           f"interval to Failed ({from_bad / INTERVAL:.2f} intervals of {INTERVAL} s), "
