@@ -444,6 +444,9 @@ def test_drifting_candidate_fails_in_shadow_before_taking_any_traffic() -> None:
     assert "scoreDrift" in d.state.rollout.message or "agreement" in d.state.rollout.message
     assert d.state.shadow is not None and d.state.shadow.score_drift is not None
     assert d.state.shadow.score_drift > 0.1
+    # status.shadow shows the interval that failed it, as status.analysis does.
+    assert d.state.shadow.checks == d.state.analysis.checks
+    assert d.verdict is not None and d.state.shadow.samples == d.verdict.samples
 
 
 def test_new_image_cannot_be_shadowed_and_goes_through_the_canary() -> None:

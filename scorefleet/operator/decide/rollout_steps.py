@@ -134,8 +134,8 @@ def shadow_phase(run: Run) -> None:
         run.emit("Normal", "ShadowStarted", run.r.message)
         return
     judge(run)
-    if run.r.phase != "Shadow":
-        return
+    # Before the phase check: the interval that fails the shadow is the one status.shadow
+    # must show, beside the rollback's message (it showed the interval before).
     if run.verdict is not None:
         v = run.verdict
         shadow = shadow.model_copy(update={
@@ -144,6 +144,8 @@ def shadow_phase(run: Run) -> None:
             "score_drift": v.score_drift if v.score_drift is not None else shadow.score_drift,
             "checks": list(v.checks)})
         run.state = replace(run.state, shadow=shadow)
+    if run.r.phase != "Shadow":
+        return
     # Up to the end of the last judged interval, as for canary pauses.
     judged = run.state.analysis.last_run_at
     elapsed = since(shadow.started_at, parse_time(judged)) if judged else 0.0
