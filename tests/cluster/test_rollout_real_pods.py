@@ -77,22 +77,27 @@ class Answers:
 
 
 def send(target: str, rate: float, seconds: float, workers: int = 4,
-         stop: threading.Event | None = None) -> Answers:
+         stop: threading.Event | None = None,
+         events: list[list[float]] | None = None) -> Answers:
     """Open-loop load as load.run sends it, but tallying which track answered each RPC; for
-    `seconds` at most, less if `stop` is set."""
+    `seconds` at most, less if `stop` is set. Each worker cycles through `events` (default:
+    one constant event)."""
     out = Answers()
     lock = threading.Lock()
-    request = v1_pb2.ScoreRequest(event=v1_pb2.Event(event_id="r", features=[0.2] * 32))
+    requests = [v1_pb2.ScoreRequest(event=v1_pb2.Event(event_id="r", features=e))
+                for e in events or [[0.2] * 32]]
     with load.channel(target) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
         stub = v1_pb2_grpc.ScorerStub(ch)
         start = time.monotonic()
         step = workers / rate
 
-        def work(offset: float) -> None:
+        def work(offset: float, sent: int) -> None:
             due = start + offset
             while due < start + seconds and not (stop and stop.is_set()):
                 time.sleep(max(0.0, due - time.monotonic()))
+                request = requests[sent % len(requests)]
+                sent += 1
                 try:
                     reply = stub.Score(request, timeout=2)
                     with lock:
@@ -105,8 +110,9 @@ def send(target: str, rate: float, seconds: float, workers: int = 4,
                         out.failed_at.append(time.monotonic())
                 due += step
 
-        threads = [threading.Thread(target=work, args=(i * step / workers,), daemon=True)
-                   for i in range(workers)]
+        threads = [threading.Thread(target=work, args=(i * step / workers,
+                                                       i * len(requests) // workers),
+                                    daemon=True) for i in range(workers)]
         for t in threads:
             t.start()
         for t in threads:
