@@ -53,7 +53,8 @@ def pipeline(namespace: str) -> dict[str, Any]:
 
 def events(namespace: str) -> list[dict[str, Any]]:
     return list(json.loads(kubectl("get", "events", "-n", namespace, "-o", "json",
-                                   "--field-selector", "involvedObject.name=phish"))["items"])
+                                   "--field-selector", "involvedObject.name=phish,"
+                                   "involvedObject.kind=ScoringPipeline"))["items"])
 
 
 def test_events_of_a_pass_killed_around_its_status_write_are_created_once(
