@@ -250,13 +250,14 @@ def seconds(later: str, earlier: str) -> float:
 
 
 @contextlib.contextmanager
-def under_load(target: str, rate: float = 60, seconds: float = 150) -> Iterator[list[Answers]]:
-    """`rate` RPC/s sent to `target` while the block runs (at most `seconds`); the load's
-    answers are in the list after the block."""
+def under_load(target: str, rate: float = 60, seconds: float = 150,
+               events: list[list[float]] | None = None) -> Iterator[list[Answers]]:
+    """`rate` RPC/s sent to `target` while the block runs (at most `seconds`; `events` as
+    `send` takes them); the load's answers are in the list after the block."""
     stop = threading.Event()
     results: list[Answers] = []
     loader = threading.Thread(target=lambda: results.append(
-        send(target, rate=rate, seconds=seconds, stop=stop)))
+        send(target, rate=rate, seconds=seconds, stop=stop, events=events)))
     loader.start()
     try:
         yield results

@@ -17,9 +17,7 @@ out on it, so the stable pods start once.
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +29,13 @@ from scorefleet.scorer.example_model import synthetic_features
 from tests.cluster import real_pods
 from tests.cluster.real_pods import pipeline_yaml, scorer_pods, wait_ready_pods
 from tests.cluster.test_rollout_real_pods import (  # noqa: F401 (cluster_operator: fixture)
-    DRAIN_DELAY,
-    Answers,
     candidate_pods,
     cluster_operator,
     seconds,
-    send,
     status,
+    under_load,
 )
-from tests.conftest import eventually, kubectl
+from tests.conftest import eventually, kubectl, namespace_on_real_node
 from tests.scorer.scorer_process import Models
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow,
@@ -109,49 +105,17 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(cluster_operator: Any, models: Models) -> Iterator[Fleet]:  # noqa: F811
     """`phish` serving v1 from 2 ready pods in a namespace of its own on the real node."""
-    from scorefleet.dev import nodeconf
-
     node = cluster_operator
-    ns = f"r-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", ns)
-    kubectl("annotate", "namespace", ns,
-            *(f"{k}={v}" for k, v in nodeconf.namespace_annotations().items()))
     drifted_model(models)
     restamped_model(models)
     real_pods.publish_models(models, node)
-    fleet = Fleet(node, ns, "phish", load.headless_target("phish", ns, node.dns), models)
-    try:
+    with namespace_on_real_node() as ns:
+        fleet = Fleet(node, ns, "phish", load.headless_target("phish", ns, node.dns), models)
         fleet.apply(canary_pipeline(models, node.model_store_url, "v1"))
         wait_ready_pods(ns, "phish", 2)
         eventually("v1 stable", lambda: status(ns, "phish").get("phase") == "Ready",
                    timeout=120)
         yield fleet
-    finally:
-        kubectl("delete", "namespace", ns, "--wait=false")
-
-
-class Loader:
-    """`send` on a thread for at most `seconds`, stopped when the block ends."""
-
-    def __init__(self, fleet: Fleet, rate: float, seconds: float,
-                 events: list[list[float]] | None = None) -> None:
-        self.stop = threading.Event()
-        self.results: list[Answers] = []
-        self.thread = threading.Thread(target=lambda: self.results.append(send(
-            fleet.target, rate=rate, seconds=seconds, stop=self.stop, events=events)))
-
-    def __enter__(self) -> Loader:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-    @property
-    def answers(self) -> Answers:
-        (answers,) = self.results
-        return answers
 
 
 def events_of(ns: str, name: str, reason: str) -> list[str]:
@@ -182,13 +146,13 @@ def test_a_drifting_candidate_fails_in_shadow_before_taking_any_traffic(fleet: F
                            (s.get("shadow") or {}).get("samples", 0)))
         return s if s.get("rollout", {}).get("phase") in ("Failed", "Succeeded") else None
 
-    with Loader(fleet, rate=60, seconds=200, events=events) as loader:
+    with under_load(fleet.target, rate=60, seconds=200, events=events) as results:
         time.sleep(3)  # the load is flowing before the change
         fleet.apply(shadow_pipeline(fleet.models, fleet.node.model_store_url, DRIFTED))
         applied = time.monotonic()
         done = eventually("rollout finished", finished, timeout=180, interval=0.5)
         seen_done = time.monotonic()
-    answers = loader.answers
+    (answers,) = results
     rollout, shadow = done["rollout"], done.get("shadow") or {}
     assert rollout["phase"] == "Failed", (rollout, shadow, done.get("analysis"))
     assert "in shadow" in rollout["message"], rollout["message"]
@@ -243,7 +207,7 @@ def test_a_git_change_at_canary_step_2_supersedes_the_running_rollout(fleet: Fle
     running rollout is superseded at once (not blocked by it), v8 starts at step 1, v2's pods
     go away, and every request sent meanwhile is answered."""
     ns, name, store = fleet.ns, fleet.name, fleet.node.model_store_url
-    with Loader(fleet, rate=60, seconds=240) as loader:
+    with under_load(fleet.target, rate=60, seconds=240) as results:
         fleet.apply(canary_pipeline(fleet.models, store, "v2"))
         at_step_2 = eventually("v2 at step 2, in effect", lambda: (
             s if (s := status(ns, name)).get("candidate", {}).get("version") == "v2"
@@ -269,7 +233,7 @@ def test_a_git_change_at_canary_step_2_supersedes_the_running_rollout(fleet: Fle
         # Clients re-resolve the Service when the pods' connections are recycled
         # (maxConnectionAge 10 s): by then the new pod has answered.
         time.sleep(12)
-    answers = loader.answers
+    (answers,) = results
     rollout = restarted["rollout"]
     assert rollout["attempt"] == 1 and restarted["stable"]["version"] == "v1"
     assert restarted["phase"] == "Progressing", restarted["phase"]
