@@ -101,6 +101,10 @@ def scaling_queries(sel: TrackSelector, window: str, short: str) -> dict[str, st
         # CPU-throttled pod is invisible to its latency histogram, not to these.
         "cpu_utilization": f"avg(rate(scorefleet_cpu_usage_seconds_total{sel.matchers()}"
                            f"[{window}]) / scorefleet_cpu_limit_cores{sel.matchers()})",
+        # 0 while any pod of the track was not ready at some scrape of the panic window (a
+        # pod starting up: its start-up work is throttled too, with no request waiting).
+        "warming_up": f"min(min_over_time(scorefleet_ready_workers{sel.matchers()}[{short}])) "
+                      "== bool 0",
         "throttled_fraction": "sum(rate(scorefleet_cpu_cfs_throttled_periods_total"
                               f"{sel.matchers()}[{short}])) / sum(rate("
                               f"scorefleet_cpu_cfs_periods_total{sel.matchers()}[{short}]))",
@@ -153,6 +157,11 @@ def shadow_queries(sel: TrackSelector, primary_version: str, shadow_version: str
         "delta": f"sum by (le) (increase(scorefleet_shadow_score_delta_bucket{pair}[{s}]))",
         "resets": f"sum(resets(scorefleet_shadow_pairs_total{pair}[{w}]))",
     }
+
+
+def _flag(value: float | None) -> bool | None:
+    """A PromQL `== bool` answer: 1 true, 0 false, None no series."""
+    return None if value is None else value == 1
 
 
 def _count(value: float | None) -> int | None:
@@ -274,6 +283,7 @@ class Prometheus:
             in_flight=self.scalar(q["in_flight"]), queue_depth=self.scalar(q["queue_depth"]),
             error_rate=metrics.error_rate, cpu_utilization=self.scalar(q["cpu_utilization"]),
             throttled_fraction=self.scalar(q["throttled_fraction"]),
+            warming_up=_flag(self.scalar(q["warming_up"])),
             pods=None if pods is None else int(pods),
             scraped_at=self.scalar(q["scraped_at"]),
             request_series=None if metrics.qps is not None else _count(

@@ -333,6 +333,10 @@ def test_cpu_throttling_is_a_breach_even_when_the_servers_p99_reads_low() -> Non
     assert calm.decisions["stable"].desired == 1  # a few throttled periods are not a breach
     starting = run_small([(1, pod_sample(0.0, NOW, throttled_fraction=0.92))])[0]
     assert starting.decisions["stable"].desired == 1  # start-up work, not requests waiting
+    # A pod that was not ready at some scrape of the panic window: its start-up work is in the
+    # throttled share, even though it serves now (a fresh pod taking its first requests).
+    warming = run_small([(1, pod_sample(130.0, NOW, throttled_fraction=0.46, warming_up=True))])
+    assert warming[0].decisions["stable"].desired == 1
 
 
 def test_after_a_breach_the_same_load_is_never_scaled_back_down() -> None:

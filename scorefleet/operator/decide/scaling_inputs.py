@@ -29,7 +29,9 @@ class MetricsSample:
     `cpu_utilization`: CPU used over the stable window as a share of the pods' CPU limit
     (mean over the pods that have one); `throttled_fraction`: the share of CFS periods in
     which the pods were stopped by their CPU limit, over the panic window (both from the
-    scorer's cgroup series; None without a CPU limit or on an older scorer).
+    scorer's cgroup series; None without a CPU limit or on an older scorer); `warming_up`: a pod
+    of the track was not ready at some scrape of the panic window (one starting up), so the
+    throttling in that window is partly start-up work (False when unknown).
     """
 
     measured_at: float
@@ -45,6 +47,7 @@ class MetricsSample:
     e2e_p99_short_ms: float | None = None
     cpu_utilization: float | None = None
     throttled_fraction: float | None = None
+    warming_up: bool = False
 
     def __post_init__(self) -> None:
         for name in ("qps", "qps_short", "in_flight", "queue_depth", "stream_events_per_s",
@@ -137,6 +140,7 @@ class ScalingReadings:
     e2e_p99_short_ms: float | None = None
     cpu_utilization: float | None = None
     throttled_fraction: float | None = None
+    warming_up: bool | None = None
     pods: int | None = None
     scraped_at: float | None = None
     request_series: int | None = None
@@ -177,7 +181,8 @@ def observation(readings: ScalingReadings, ready: int, last_sample_at: float | N
                            error_rate=r.error_rate, stream_events_per_s=r.stream_events_per_s,
                            e2e_p99_ms=r.e2e_p99_ms, e2e_p99_short_ms=r.e2e_p99_short_ms,
                            cpu_utilization=r.cpu_utilization,
-                           throttled_fraction=r.throttled_fraction)
+                           throttled_fraction=r.throttled_fraction,
+                           warming_up=bool(r.warming_up))
     missing = []
     if r.pods < ready:
         missing.append(f"pods {r.pods}/{ready} scraped")
