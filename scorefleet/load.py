@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from scorefleet.scorer.protos import v1_pb2, v1_pb2_grpc
+from scorefleet.scorer.protos import OIP_SERVICE, V1_SERVICE, v1_pb2, v1_pb2_grpc
 
 FEATURES = 32  # the example model's input width
 
@@ -69,9 +70,26 @@ def headless_target(pipeline: str, namespace: str, dns_server: str, port: int = 
     return f"dns://{dns_server}:53/{pipeline}-headless.{namespace}.svc.{domain}:{port}"
 
 
+# What a client of a scorer fleet should set (docs/rollouts.md, "Clients"): per-request
+# balancing, and a retry of a request the server cancelled without answering. A scorer ending
+# its drain stops its gRPC server; a request that reached it in that instant, not yet taken by
+# a handler, is cancelled by gRPC core (grpc/grpc#41785), though it was never scored. Scoring is
+# idempotent, so the client sends it again (to another pod: round_robin moves on). Measured
+# with two scorer processes, 8 client threads and three SIGTERMs with no drain delay: 6
+# CANCELLED of 11,837 without the retry, 0 of 12,695 with it.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": V1_SERVICE}, {"service": OIP_SERVICE}],
+        "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.05s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["CANCELLED"]},
+    }],
+})
+
+
 def channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=[
-        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.service_config", SERVICE_CONFIG),
         # Re-resolve soon after a pod comes or goes (the default waits 30 s between lookups).
         ("grpc.dns_min_time_between_resolutions_ms", 1000),
     ])

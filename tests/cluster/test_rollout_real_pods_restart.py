@@ -44,7 +44,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow,
               pytest.mark.timeout(900)]  # the first real-pod test also builds the image
 
 NAME = "phish"
-MAX_CANCELLED = 3  # requests failed during the whole rollout (~2,300), see the end of the test
 # The rollout's transitions, in order; the operator is killed twice in the pass making each.
 TRANSITIONS = ("RolloutStarted", "CanaryStep", "CanaryStepPassed", "CanaryStep", "Promoting",
                "RolloutSucceeded")
@@ -177,11 +176,10 @@ def test_killed_and_restarted_at_every_phase_on_real_pods(
           f"track {dict(during.tracks())}; afterwards {dict(final.codes)}; pods started "
           f"per ReplicaSet {_pods_started(ns)}; the Deployments scaled "
           f"{_scaling_history(ns)}")
-    # Seen in 2 of 7 runs: one request CANCELLED within a second of the end of the deleted
-    # candidate's drain (the scorer stopping its server), as in a promotion without restarts;
-    # an operator restart that disturbed the pods or their Service would fail many more.
-    assert failed <= MAX_CANCELLED and set(during.codes) <= {"OK", "CANCELLED"}, \
-        during.summary()
+    # Not one request fails. (Before the clients retried a request the server cancelled
+    # unanswered, load.SERVICE_CONFIG, 2 of 7 runs had one CANCELLED as the deleted
+    # candidate's server stopped at the end of its drain.)
+    assert failed == 0, during.summary()
     assert {v for _, _, v in during.rows} == {"v1", "v2"}, during.summary()
     assert final.codes == Counter(OK=final.codes["OK"]), final.summary()
     assert {(track, version) for _, track, version in final.rows} == {("stable", "v2")}
