@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from scorefleet import load
+from scorefleet.api.common import duration_seconds
 
 CHUNK_S = 5.0  # the load is offered in chunks of this many seconds (one LoadResult each)
 
@@ -385,6 +386,13 @@ def run(s: Setup, ramp_step: float = 25.0, hold_s: float = 180.0, outage_s: floa
     res = RunResult(timeline)
     s.kubectl("apply", "-n", s.namespace, "-f", "-", stdin=pipeline_yaml(s, name, 1, 4))
     wait("one pod ready", lambda: ready_pods(s, name) == 1, 240)
+    # Its start-up work (imports, loading the model) ran CPU-throttled: let it leave the panic
+    # window before the load starts, or the first decision can read that throttling as
+    # saturation (35 % at 7-12 RPC/s, twice in CI on a quiet machine) and scale up for it,
+    # which ends the ramp before the load has driven the pod anywhere. The operator's own
+    # start-up gate (the ready gauge) misses a pod that Prometheus discovered after it was
+    # ready: docs/autoscaling.md.
+    time.sleep(duration_seconds(s.panic_window) + 6.0)
     driver = Driver(s, name, timeline)
     with driver.running(), Watcher(s, name, timeline, driver).running() as watcher:
         timeline.mark("ramp")
