@@ -49,6 +49,14 @@ def target(node: Any, namespace: str, name: str) -> str:
     return load.headless_target(name, namespace, node.dns)
 
 
+def ready_endpoints(namespace: str, service: str) -> set[str]:
+    """The addresses the Service's EndpointSlices list as ready: what the cluster DNS answers."""
+    raw = json.loads(kubectl("get", "endpointslices", "-n", namespace, "-l",
+                             f"kubernetes.io/service-name={service}", "-o", "json"))
+    return {address for s in raw["items"] for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") for address in e["addresses"]}
+
+
 def test_status_shows_qps_and_p99_that_prometheus_measured_on_discovered_pods(
         cluster_operator: Any, real_namespace: str, models: Models) -> None:
     node, ns = cluster_operator, real_namespace
@@ -62,6 +70,11 @@ def test_status_shows_qps_and_p99_that_prometheus_measured_on_discovered_pods(
                lambda: real_pods.discovered_pods(node.prometheus_url, ns, "phish") == names,
                timeout=60, interval=1)
 
+    # The client resolves the headless name once, as the load starts: both pods must be in
+    # its answer by then (a pod's readiness reaches the endpoints a moment after the pod).
+    ips = {p["status"]["podIP"] for p in pods}
+    eventually("both pods in the headless Service's endpoints",
+               lambda: ready_endpoints(ns, "phish-headless") == ips, timeout=30, interval=0.5)
     result = load.run(target(node, ns, "phish"), rate=100, duration=8, concurrency=4)
     assert result.failed == 0, result.summary()
 
